@@ -1,0 +1,1 @@
+"""All SQL: migrations, and one repository module per table group."""

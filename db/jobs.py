@@ -1,0 +1,287 @@
+"""Job records and their attempts: what the runtime writes, what the CLI and dashboard read."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import asyncpg
+
+from db.errors import NotFound
+from db.pool import Connection
+
+JobStatus = Literal["queued", "deferred", "in_progress", "retrying", "succeeded", "dead", "cancelled"]
+Outcome = Literal["succeeded", "retrying", "dead", "lost"]
+PENDING_STATUSES: tuple[JobStatus, ...] = ("queued", "deferred", "retrying")
+ALL_STATUSES: tuple[JobStatus, ...] = (
+    "queued", "deferred", "in_progress", "retrying", "succeeded", "dead", "cancelled",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewJob:
+    id: str
+    queue: str
+    function: str
+    args: dict[str, Any]
+    job_key: str | None
+    run_at: datetime | None
+    enqueued_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobRecord:
+    id: str
+    queue: str
+    function: str
+    args: dict[str, Any]
+    job_key: str | None
+    status: JobStatus
+    attempts: int
+    attempt_base: int
+    run_at: datetime | None
+    enqueued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    worker: str | None
+    last_error_type: str | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptRecord:
+    job_id: str
+    attempt: int
+    worker: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    duration_ms: float | None
+    outcome: Outcome | None
+    error_type: str | None
+    error_message: str | None
+    traceback: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptStarted:
+    job_id: str
+    attempt: int
+    worker: str
+    started_at: datetime
+    # what a record created by the worker itself (cron runs) needs; ignored when the record exists
+    queue: str
+    function: str
+    args: dict[str, Any]
+    enqueued_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptFinished:
+    job_id: str
+    attempt: int
+    outcome: Outcome
+    status: JobStatus
+    finished_at: datetime
+    duration_ms: float
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    retry_at: datetime | None = None
+
+
+_INSERT_JOB = """
+    INSERT INTO millrace_jobs (id, queue, function, args, job_key, status, run_at, enqueued_at)
+    VALUES ($1, $2, $3, $4, $5, CASE WHEN $6::timestamptz > $7 THEN 'deferred' ELSE 'queued' END, $6, $7)
+    ON CONFLICT (job_key) WHERE job_key IS NOT NULL AND status IN ('queued', 'deferred', 'retrying')
+    DO NOTHING
+"""
+
+
+def insert_job_args(job: NewJob) -> tuple[Any, ...]:
+    return (job.id, job.queue, job.function, job.args, job.job_key, job.run_at, job.enqueued_at)
+
+
+async def insert_job(conn: Connection, job: NewJob) -> tuple[str, bool]:
+    """Insert a queued job; with a job key already pending, return that job's id and False instead."""
+    row = await conn.fetchrow(_INSERT_JOB + " RETURNING id", *insert_job_args(job))
+    if row is not None:
+        return row["id"], True
+    return await find_pending_id_by_key(conn, job), False
+
+
+async def find_pending_id_by_key(conn: Connection, job: NewJob) -> str:
+    existing = await conn.fetchval(
+        "SELECT id FROM millrace_jobs WHERE job_key = $1 AND status = ANY($2::text[])",
+        job.job_key,
+        list(PENDING_STATUSES),
+    )
+    # The pending job started between our insert and this read: the key is free again, so insert anew.
+    return existing if existing is not None else (await insert_job(conn, job))[0]
+
+
+_APPLY_STARTS = """
+WITH s AS (
+    SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::timestamptz[],
+                         $5::text[], $6::text[], $7::jsonb[], $8::timestamptz[])
+        AS s(job_id, attempt, worker, started_at, queue, function, args, enqueued_at)
+), latest AS (
+    SELECT DISTINCT ON (job_id) * FROM s ORDER BY job_id, attempt DESC
+), upsert AS (
+    INSERT INTO millrace_jobs AS j
+        (id, queue, function, args, status, attempts, started_at, worker, enqueued_at)
+    SELECT job_id, queue, function, args, 'in_progress', attempt, started_at, worker, enqueued_at FROM latest
+    ON CONFLICT (id) DO UPDATE SET
+        status = 'in_progress', attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at,
+        worker = EXCLUDED.worker, run_at = NULL, finished_at = NULL, updated_at = now()
+    WHERE j.attempts < EXCLUDED.attempts
+), lost AS (
+    -- an earlier attempt still open when a later one starts had its worker die under it
+    UPDATE millrace_job_attempts a SET outcome = 'lost'
+    FROM latest WHERE a.job_id = latest.job_id AND a.attempt < latest.attempt AND a.outcome IS NULL
+)
+INSERT INTO millrace_job_attempts (job_id, attempt, worker, started_at)
+SELECT job_id, attempt, worker, started_at FROM s
+ON CONFLICT DO NOTHING
+"""
+
+_APPLY_FINISHES = """
+WITH f AS (
+    SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::timestamptz[],
+                         $6::float8[], $7::text[], $8::text[], $9::text[], $10::timestamptz[])
+        AS f(job_id, attempt, outcome, status, finished_at, duration_ms,
+             error_type, error_message, traceback, retry_at)
+), attempts AS (
+    UPDATE millrace_job_attempts a SET
+        finished_at = f.finished_at, duration_ms = f.duration_ms, outcome = f.outcome,
+        error_type = f.error_type, error_message = f.error_message, traceback = f.traceback
+    FROM f WHERE a.job_id = f.job_id AND a.attempt = f.attempt
+)
+UPDATE millrace_jobs j SET
+    status = f.status,
+    finished_at = CASE WHEN f.status IN ('succeeded', 'dead') THEN f.finished_at END,
+    run_at = f.retry_at,
+    last_error_type = coalesce(f.error_type, j.last_error_type),
+    last_error = coalesce(f.error_message, j.last_error),
+    updated_at = now()
+FROM f
+-- a finish that a later attempt has overtaken must not rewrite the job's status
+WHERE j.id = f.job_id AND j.attempts <= f.attempt
+"""
+
+
+def _text(value: str | None, limit: int) -> str | None:
+    # PostgreSQL text cannot hold NUL; an error message that carries one must not block the whole batch
+    return None if value is None else value.replace("\x00", "\\0")[:limit]
+
+
+async def apply_attempt_events(
+    conn: Connection, starts: Sequence[AttemptStarted], finishes: Sequence[AttemptFinished]
+) -> None:
+    """Apply a batch of attempt events in two statements, whatever its size; idempotent, so retryable."""
+    if starts:
+        await conn.execute(
+            _APPLY_STARTS,
+            [s.job_id for s in starts],
+            [s.attempt for s in starts],
+            [s.worker for s in starts],
+            [s.started_at for s in starts],
+            [s.queue for s in starts],
+            [s.function for s in starts],
+            [s.args for s in starts],
+            [s.enqueued_at for s in starts],
+        )
+    if finishes:
+        await conn.execute(
+            _APPLY_FINISHES,
+            [f.job_id for f in finishes],
+            [f.attempt for f in finishes],
+            [f.outcome for f in finishes],
+            [f.status for f in finishes],
+            [f.finished_at for f in finishes],
+            [f.duration_ms for f in finishes],
+            [f.error_type for f in finishes],
+            [_text(f.error_message, 4000) for f in finishes],
+            [_text(f.traceback, 20000) for f in finishes],
+            [f.retry_at for f in finishes],
+        )
+
+
+_JOB_COLUMNS = """id, queue, function, args, job_key, status, attempts, attempt_base, run_at, enqueued_at,
+    started_at, finished_at, worker, last_error_type, last_error"""
+
+
+def _job(row: asyncpg.Record) -> JobRecord:
+    return JobRecord(**dict(row))
+
+
+async def find_job(conn: Connection, job_id: str) -> JobRecord | None:
+    row = await conn.fetchrow(f"SELECT {_JOB_COLUMNS} FROM millrace_jobs WHERE id = $1", job_id)
+    return None if row is None else _job(row)
+
+
+async def get_job(conn: Connection, job_id: str) -> JobRecord:
+    job = await find_job(conn, job_id)
+    if job is None:
+        raise NotFound("job", job_id)
+    return job
+
+
+async def list_jobs(
+    conn: Connection,
+    *,
+    status: str | None = None,
+    queue: str | None = None,
+    function: str | None = None,
+    error_type: str | None = None,
+    limit: int = 50,
+) -> list[JobRecord]:
+    rows = await conn.fetch(
+        f"""SELECT {_JOB_COLUMNS} FROM millrace_jobs
+            WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR queue = $2)
+              AND ($3::text IS NULL OR function = $3) AND ($4::text IS NULL OR last_error_type = $4)
+            ORDER BY enqueued_at DESC, id LIMIT $5""",
+        status,
+        queue,
+        function,
+        error_type,
+        limit,
+    )
+    return [_job(r) for r in rows]
+
+
+async def list_attempts(conn: Connection, job_id: str) -> list[AttemptRecord]:
+    rows = await conn.fetch(
+        """SELECT job_id, attempt, worker, started_at, finished_at, duration_ms, outcome,
+                  error_type, error_message, traceback
+           FROM millrace_job_attempts WHERE job_id = $1 ORDER BY attempt""",
+        job_id,
+    )
+    return [AttemptRecord(**dict(r)) for r in rows]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueStatus:
+    queue: str
+    counts: dict[str, int]
+    oldest_waiting_s: float | None
+
+
+async def queue_statuses(conn: Connection) -> list[QueueStatus]:
+    """Counts by status per queue, and how long the oldest job due to run has been waiting."""
+    rows = await conn.fetch(
+        """SELECT queue, status, count(*) AS n,
+                  extract(epoch FROM now() - min(coalesce(run_at, enqueued_at))
+                      FILTER (WHERE status IN ('queued', 'deferred', 'retrying')
+                              AND coalesce(run_at, enqueued_at) <= now())) AS oldest_s
+           FROM millrace_jobs GROUP BY queue, status ORDER BY queue"""
+    )
+    by_queue: dict[str, QueueStatus] = {}
+    for row in rows:
+        entry = by_queue.setdefault(row["queue"], QueueStatus(queue=row["queue"], counts={}, oldest_waiting_s=None))
+        entry.counts[row["status"]] = row["n"]
+        if row["oldest_s"] is not None:
+            oldest = max(float(row["oldest_s"]), entry.oldest_waiting_s or 0.0)
+            by_queue[row["queue"]] = QueueStatus(queue=entry.queue, counts=entry.counts, oldest_waiting_s=oldest)
+    return list(by_queue.values())

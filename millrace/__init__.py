@@ -1,0 +1,1 @@
+"""Millrace: the runtime that turns arq into a background-job platform with PostgreSQL records."""

@@ -1,0 +1,27 @@
+"""The typed context a job receives, bridged once from arq's untyped dict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobContext(Generic[S]):
+    job_id: str
+    function: str
+    queue: str
+    #: 1-based number of this attempt over the job's whole life (dead-letter retries continue it)
+    attempt: int
+    #: 1-based number of this attempt within the current budget, the one the retry policy counts
+    run_attempt: int
+    max_attempts: int
+    enqueued_at: datetime
+    #: for a cron function, the tick this run belongs to; None for ordinary jobs
+    tick_at: datetime | None
+    worker: str
+    #: the application's resources (pools, clients, templates), built once per worker process
+    services: S

@@ -1,0 +1,80 @@
+"""Ticks missed while every worker of a queue was down: run the latest one once, or skip, as declared."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from arq.cron import next_cron
+
+import db.cron
+from millrace import dispatch, payload
+from millrace.declare import CronDefinition, CronSchedule
+from millrace.runtime import WorkerRuntime
+
+log = structlog.get_logger(__name__)
+
+# A tick closer to now than this is arq's own scheduler's to run, not a missed one.
+_SCHEDULER_WINDOW = timedelta(seconds=2)
+_MAX_STEPS = 100_000
+
+
+def arq_cron_name(definition: CronDefinition[Any]) -> str:
+    return f"cron:{definition.name}"
+
+
+def next_tick(schedule: CronSchedule, after: datetime) -> datetime:
+    return next_cron(
+        after,
+        month=schedule.month,
+        day=schedule.day,
+        weekday=schedule.weekday,
+        hour=schedule.hour,
+        minute=schedule.minute,
+        second=schedule.second,
+        microsecond=0,
+    )
+
+
+def latest_missed_tick(schedule: CronSchedule, last_run: datetime, now: datetime) -> datetime | None:
+    """The last tick after `last_run` that is already past, or None when none was missed."""
+    horizon = now - _SCHEDULER_WINDOW
+    missed = None
+    tick = next_tick(schedule, last_run)
+    for _ in range(_MAX_STEPS):
+        if tick >= horizon:
+            break
+        missed = tick
+        tick = next_tick(schedule, tick)
+    return missed
+
+
+async def catch_up(runtime: WorkerRuntime[Any], crons: Sequence[CronDefinition[Any]], now: datetime) -> None:
+    """Enqueue one run of the latest missed tick of each `run_once` cron; every worker may call this.
+
+    The run's id is the tick's own arq id, so several workers starting together enqueue it once, and
+    the tick claim in PostgreSQL stops a second run if arq's scheduler got there too.
+    """
+    for definition in crons:
+        if definition.missed != "run_once":
+            continue
+        async with runtime.pool.acquire() as conn:
+            last_run = await db.cron.find_last_tick(conn, definition.name)
+        missed = None if last_run is None else latest_missed_tick(definition.schedule, last_run, now)
+        if missed is None:
+            continue
+        name = arq_cron_name(definition)
+        tick_ms = int(missed.timestamp() * 1000)
+        now_ms = int(time.time() * 1000)
+        job = dispatch.dispatch_for(
+            redis_job_id=f"{name}:{tick_ms}",
+            queue_key=runtime.queue.redis_key,
+            payload=payload.serialize_job(name, [], now_ms),
+            score_ms=now_ms,
+            now_ms=now_ms,
+        )
+        await dispatch.push(runtime.redis, [job])
+        log.info("cron_missed_tick_enqueued", cron=definition.name, tick_at=missed.isoformat())

@@ -1,0 +1,142 @@
+"""Declaring jobs: a producer-side reference (name, queue, argument model) and its worker-side body."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from millrace.context import JobContext
+from millrace.errors import InvalidJobArguments
+from millrace.queues import Queue
+from millrace.retry import NO_RETRY, RetryPolicy
+
+A = TypeVar("A", bound="JobArgs")
+S = TypeVar("S")
+
+
+class JobArgs(BaseModel):
+    """Base of every job's argument model: JSON values only, nothing unexpected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NoArgs(JobArgs):
+    pass
+
+
+def describe_validation_error(error: ValidationError) -> list[str]:
+    """One readable line per bad field: `user_id: Input should be a valid integer`."""
+    return [f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in error.errors()]
+
+
+@dataclass(frozen=True, slots=True)
+class JobRef(Generic[A]):
+    """What a producer needs to enqueue a job, and no more: producers never import job bodies."""
+
+    name: str
+    queue: Queue
+    args: type[A]
+
+    def validate(self, raw: Any) -> A:
+        try:
+            return self.args.model_validate(raw)
+        except ValidationError as error:
+            raise InvalidJobArguments(self.name, describe_validation_error(error)) from None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobDefinition(Generic[S, A]):
+    ref: JobRef[A]
+    run: Callable[[JobContext[S], A], Awaitable[None]]
+    retry: RetryPolicy
+    timeout_s: float
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+
+def job(
+    ref: JobRef[A], *, retry: RetryPolicy = NO_RETRY, timeout_s: float | None = None
+) -> Callable[[Callable[[JobContext[S], A], Awaitable[None]]], JobDefinition[S, A]]:
+    """Bind a job body to its reference, with its retry policy and timeout (default: the queue's)."""
+
+    def declare(run: Callable[[JobContext[S], A], Awaitable[None]]) -> JobDefinition[S, A]:
+        return JobDefinition(ref=ref, run=run, retry=retry, timeout_s=timeout_s or ref.queue.timeout_s)
+
+    return declare
+
+
+Missed = Literal["skip", "run_once"]
+CronField = int | set[int] | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CronSchedule:
+    """Fields as in arq.cron: None means every value; `second` defaults to 0."""
+
+    month: CronField = None
+    day: CronField = None
+    weekday: CronField = None
+    hour: CronField = None
+    minute: CronField = None
+    second: CronField = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CronDefinition(Generic[S]):
+    name: str
+    queue: Queue
+    run: Callable[[JobContext[S]], Awaitable[None]]
+    schedule: CronSchedule
+    #: what a worker does on start-up about ticks missed while every worker of the queue was down
+    missed: Missed
+    retry: RetryPolicy
+    timeout_s: float
+
+
+def cron(
+    *,
+    queue: Queue,
+    schedule: CronSchedule,
+    missed: Missed = "skip",
+    retry: RetryPolicy = NO_RETRY,
+    timeout_s: float | None = None,
+    name: str | None = None,
+) -> Callable[[Callable[[JobContext[S]], Awaitable[None]]], CronDefinition[S]]:
+    def declare(run: Callable[[JobContext[S]], Awaitable[None]]) -> CronDefinition[S]:
+        return CronDefinition(
+            name=name or run.__name__,
+            queue=queue,
+            run=run,
+            schedule=schedule,
+            missed=missed,
+            retry=retry,
+            timeout_s=timeout_s or queue.timeout_s,
+        )
+
+    return declare
+
+
+def collect(
+    modules: Iterable[ModuleType],
+) -> tuple[list[JobDefinition[Any, Any]], list[CronDefinition[Any]]]:
+    """Every job and cron definition found at the top level of the given modules."""
+    jobs: list[JobDefinition[Any, Any]] = []
+    crons: list[CronDefinition[Any]] = []
+    for module in modules:
+        for value in vars(module).values():
+            if isinstance(value, JobDefinition):
+                jobs.append(value)
+            elif isinstance(value, CronDefinition):
+                crons.append(value)
+    return jobs, crons
+
+
+def collect_refs(modules: Iterable[ModuleType]) -> dict[str, JobRef[Any]]:
+    """Every job reference declared at the top level of the given producer modules, by name."""
+    return {v.name: v for m in modules for v in vars(m).values() if isinstance(v, JobRef)}

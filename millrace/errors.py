@@ -1,0 +1,61 @@
+"""The few exceptions Millrace raises or understands, each carrying its data as attributes."""
+
+from __future__ import annotations
+
+
+class MillraceError(Exception):
+    """Base of Millrace's own errors."""
+
+
+class InvalidJobArguments(MillraceError):
+    """A job's arguments do not match its declared model; raised at enqueue and in the worker."""
+
+    def __init__(self, function: str, errors: list[str]) -> None:
+        self.function = function
+        self.errors = errors
+        super().__init__(f"invalid arguments for job {function!r}: " + "; ".join(errors))
+
+
+class UnknownJob(MillraceError):
+    def __init__(self, function: str) -> None:
+        self.function = function
+        super().__init__(f"no job named {function!r} is declared")
+
+
+class CorruptPayload(MillraceError):
+    """What a worker found in Redis could not be read as a Millrace job."""
+
+    def __init__(self, reason: str, raw: bytes) -> None:
+        self.reason = reason
+        self.raw = raw
+        preview = raw[:200].decode("utf-8", "backslashreplace")
+        super().__init__(f"corrupt job payload ({reason}): {preview!r}")
+
+
+class JobTimedOut(MillraceError):
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        super().__init__(f"job exceeded its timeout of {timeout_s:g}s")
+
+
+class AttemptsExhausted(MillraceError):
+    """Earlier attempts were lost (their worker died) and used up the budget."""
+
+    def __init__(self, attempts: int) -> None:
+        self.attempts = attempts
+        super().__init__(f"all {attempts} attempts were used by runs that never finished (worker died?)")
+
+
+class RetryAfter(Exception):
+    """Raised by a job to retry no sooner than `delay_s` seconds, e.g. a provider's Retry-After.
+
+    It still spends an attempt: a provider that always says "later" must not keep a job alive forever.
+    """
+
+    def __init__(self, delay_s: float, reason: str = "") -> None:
+        self.delay_s = delay_s
+        super().__init__(reason or f"retry requested in {delay_s:g}s")
+
+
+class GiveUp(Exception):
+    """Raised by a job that knows no retry can help; the job becomes a dead letter at once."""

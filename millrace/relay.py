@@ -1,0 +1,128 @@
+"""The outbox relay: delivers committed outbox rows to Redis, promptly and exactly once.
+
+It wakes on the NOTIFY sent at commit and sweeps on a timer besides, for a notification missed while
+its listening connection was down. Each batch is deleted from the outbox in the same transaction that
+delivers it; if Redis fails the transaction rolls back and the rows wait for the next try. A delivery
+repeated after a crash is dropped by Redis itself: the job's id is already there (see dispatch.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import structlog
+from arq.connections import ArqRedis
+from redis.exceptions import RedisError
+
+import db.outbox
+import db.pool
+from db.errors import TRANSIENT_ERRORS
+from db.outbox import OutboxEntry
+from db.pool import Connection, Pool
+from millrace import dispatch, payload
+from millrace.queues import REDIS_QUEUE_PREFIX
+
+log = structlog.get_logger(__name__)
+
+# Redis or PostgreSQL away: the rows stay in the outbox until both answer again
+_OUTAGES: tuple[type[BaseException], ...] = (RedisError, *TRANSIENT_ERRORS)
+
+
+def dispatch_entry(entry: OutboxEntry, now_ms: int) -> dispatch.Dispatch:
+    enqueued_ms = int(entry.enqueued_at.timestamp() * 1000)
+    score_ms = int(entry.run_at.timestamp() * 1000) if entry.run_at else now_ms
+    envelope = payload.make_envelope(entry.job_id, entry.args, entry.attempt_base)
+    return dispatch.dispatch_for(
+        redis_job_id=payload.redis_job_id(entry.job_id, entry.attempt_base),
+        queue_key=REDIS_QUEUE_PREFIX + entry.queue,
+        payload=payload.serialize_job(entry.function, [envelope], enqueued_ms),
+        score_ms=score_ms,
+        now_ms=now_ms,
+    )
+
+
+async def deliver_batch(pool: Pool, redis: ArqRedis, queues: Sequence[str] | None, limit: int = 500) -> int:
+    """Deliver up to `limit` outbox rows; returns how many. Raises if Redis is unreachable (rows stay)."""
+    async with pool.acquire() as conn, conn.transaction():
+        entries = await db.outbox.claim_entries(conn, list(queues) if queues else None, limit)
+        if entries:
+            now_ms = int(time.time() * 1000)
+            await dispatch.push(redis, [dispatch_entry(e, now_ms) for e in entries])
+    return len(entries)
+
+
+async def deliver_all(pool: Pool, redis: ArqRedis, queues: Sequence[str] | None) -> int:
+    total = 0
+    while delivered := await deliver_batch(pool, redis, queues):
+        total += delivered
+    return total
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        *,
+        pool: Pool,
+        redis: ArqRedis,
+        dsn: str,
+        queues: Sequence[str] | None,
+        sweep_interval_s: float = 1.0,
+    ) -> None:
+        self._pool = pool
+        self._redis = redis
+        self._dsn = dsn
+        self._queues = list(queues) if queues else None
+        self._sweep_interval_s = sweep_interval_s
+        self._wake = asyncio.Event()
+        self._listener: asyncpg.Connection[Any] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.delivered = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="millrace-outbox-relay")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._close_listener()
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            await self._ensure_listener()
+            try:
+                self.delivered += await deliver_all(self._pool, self._redis, self._queues)
+                failures = 0
+            except _OUTAGES as error:
+                failures += 1
+                log.warning("outbox_delivery_failed", error=repr(error), consecutive_failures=failures)
+            with contextlib.suppress(TimeoutError):
+                delay = self._sweep_interval_s if failures == 0 else min(0.1 * 2**failures, 5.0)
+                await asyncio.wait_for(self._wake.wait(), delay)
+            self._wake.clear()
+
+    def _on_notify(self, _conn: Connection, _pid: int, _channel: str, queue: object) -> None:
+        if self._queues is None or queue in self._queues:
+            self._wake.set()
+
+    async def _ensure_listener(self) -> None:
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        try:
+            self._listener = await db.pool.connect(self._dsn)
+            await self._listener.add_listener(db.outbox.CHANNEL, self._on_notify)
+        except TRANSIENT_ERRORS as error:
+            self._listener = None
+            log.warning("outbox_listener_unavailable", error=repr(error))
+
+    async def _close_listener(self) -> None:
+        if self._listener is not None and not self._listener.is_closed():
+            await self._listener.close()
+        self._listener = None

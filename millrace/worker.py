@@ -1,0 +1,162 @@
+"""One arq WorkerSettings class per queue, so that the real `arq` command runs Millrace workers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
+
+import arq
+import structlog
+from arq.connections import RedisSettings
+from arq.cron import CronJob
+from arq.typing import WorkerCoroutine
+
+import db.pool
+from db.pool import Pool
+from millrace import cron_catchup, execution, payload
+from millrace.declare import CronDefinition, JobDefinition
+from millrace.logs import LogFormat, configure_logging
+from millrace.queues import Queue
+from millrace.recorder import RecordWriter
+from millrace.relay import OutboxRelay
+from millrace.runtime import RUNTIME_KEY, WorkerRuntime, worker_name
+
+S = TypeVar("S")
+log = structlog.get_logger(__name__)
+
+ServicesFactory = Callable[[Pool], AbstractAsyncContextManager[S]]
+_STACK_KEY = "millrace_exit_stack"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerConfig:
+    """What a worker needs from Settings; the entry point builds it, the runtime never reads Settings."""
+
+    redis_url: str
+    database_url: str
+    poll_delay_s: float = 0.1
+    keep_result_s: int = 3600
+    outbox_sweep_interval_s: float = 1.0
+    database_pool_max_size: int = 10
+    concurrency: dict[str, int] | None = None
+    log_format: LogFormat = "console"
+    log_level: str = "INFO"
+
+    def concurrency_of(self, queue: Queue) -> int:
+        return (self.concurrency or {}).get(queue.name, queue.concurrency)
+
+
+def worker_settings(
+    queue: Queue,
+    *,
+    jobs: Sequence[JobDefinition[S, Any]],
+    crons: Sequence[CronDefinition[S]] = (),
+    config: WorkerConfig,
+    services: ServicesFactory[S],
+) -> type:
+    """Build the arq settings class for `queue` from the job and cron definitions that belong to it."""
+    jobs = [j for j in jobs if j.ref.queue == queue]
+    crons = [c for c in crons if c.queue == queue]
+    functions = [
+        arq.func(
+            cast(WorkerCoroutine, execution.job_handler(j)),
+            name=j.name,
+            timeout=j.timeout_s + execution.ARQ_TIMEOUT_GRACE_S,
+            max_tries=execution.ARQ_MAX_TRIES,
+        )
+        for j in jobs
+    ]
+    functions.append(arq.func(cast(WorkerCoroutine, execution.handle_corrupt), name=payload.CORRUPT_FUNCTION))
+    cron_jobs = [_arq_cron(c) for c in crons]
+    known = {f.name for f in functions} | {c.name for c in cron_jobs}
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        await _start_runtime(ctx, queue, config, services, crons)
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        stack: AsyncExitStack | None = ctx.pop(_STACK_KEY, None)
+        if stack is not None:
+            await stack.aclose()
+
+    attributes: dict[str, Any] = {
+        "__doc__": f"arq settings for the {queue.name!r} queue: `arq jobs.worker.{_class_name(queue)}`",
+        "functions": functions,
+        "cron_jobs": cron_jobs,
+        "queue_name": queue.redis_key,
+        "redis_settings": RedisSettings.from_dsn(config.redis_url),
+        "max_jobs": config.concurrency_of(queue),
+        "poll_delay": config.poll_delay_s,
+        "keep_result": config.keep_result_s,
+        "job_serializer": payload.dumps,
+        "job_deserializer": payload.worker_loads(known),
+        "on_startup": on_startup,
+        "on_shutdown": on_shutdown,
+        "health_check_interval": 10,
+        "timezone": UTC,  # cron schedules are read in UTC, whatever the machine's zone
+        "log_results": False,
+    }
+    return type(_class_name(queue), (), attributes)
+
+
+def _class_name(queue: Queue) -> str:
+    return queue.name.title().replace("_", "") + "Worker"
+
+
+def _arq_cron(definition: CronDefinition[Any]) -> CronJob:
+    schedule = definition.schedule
+    return arq.cron(
+        cast(WorkerCoroutine, execution.cron_handler(definition)),
+        name=cron_catchup.arq_cron_name(definition),
+        month=schedule.month,
+        day=schedule.day,
+        weekday=schedule.weekday,
+        hour=schedule.hour,
+        minute=schedule.minute,
+        second=schedule.second,
+        microsecond=0,
+        unique=True,
+        timeout=definition.timeout_s + execution.ARQ_TIMEOUT_GRACE_S,
+        max_tries=execution.ARQ_MAX_TRIES,
+    )
+
+
+async def _start_runtime(
+    ctx: dict[str, Any],
+    queue: Queue,
+    config: WorkerConfig,
+    services: ServicesFactory[S],
+    crons: Sequence[CronDefinition[S]],
+) -> None:
+    # logging is set up here, not at import: the arq command configures stdlib logging after importing us
+    configure_logging(config.log_format, config.log_level)
+    stack = AsyncExitStack()
+    ctx[_STACK_KEY] = stack
+    pool = await db.pool.create_pool(config.database_url, max_size=config.database_pool_max_size)
+    stack.push_async_callback(pool.close)
+    records = RecordWriter(pool)
+    records.start()
+    stack.push_async_callback(records.close)
+    relay = OutboxRelay(
+        pool=pool,
+        redis=ctx["redis"],
+        dsn=config.database_url,
+        queues=[queue.name],
+        sweep_interval_s=config.outbox_sweep_interval_s,
+    )
+    relay.start()
+    stack.push_async_callback(relay.close)
+    app_services = await stack.enter_async_context(services(pool))
+    runtime = WorkerRuntime(
+        queue=queue,
+        worker_name=worker_name(queue),
+        pool=pool,
+        redis=ctx["redis"],
+        records=records,
+        services=app_services,
+    )
+    ctx[RUNTIME_KEY] = runtime
+    await cron_catchup.catch_up(runtime, crons, datetime.now(UTC))
+    log.info("worker_started", queue=queue.name, worker=runtime.worker_name, concurrency=config.concurrency_of(queue))

@@ -1,0 +1,47 @@
+"""The one Settings class: every tunable, read from the environment or `.env` at entry points only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, PostgresDsn, RedisDsn, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Environments differ by these values, never by code paths.
+
+    Nested values use a double underscore: `QUEUE_CONCURRENCY__EMAILS=20`.
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", env_nested_delimiter="__", extra="ignore")
+
+    database_url: PostgresDsn = PostgresDsn("postgresql://postgres@127.0.0.1:5432/millrace")
+    redis_url: RedisDsn = RedisDsn("redis://127.0.0.1:6379/0")
+    database_pool_max_size: int = 10
+
+    log_format: Literal["console", "json"] = "console"
+    log_level: str = "INFO"
+
+    # How often an idle arq worker asks Redis for due jobs; also the floor of enqueue-to-start latency.
+    poll_delay_s: float = 0.1
+    # Per-queue overrides of the concurrency declared in queues.py.
+    queue_concurrency: dict[str, int] = Field(default_factory=dict)
+    # The outbox relay wakes on NOTIFY; this sweep is the safety net for a missed notification.
+    outbox_sweep_interval_s: float = 1.0
+    # How long arq keeps a finished job's id: redeliveries within it are recognised and dropped.
+    keep_result_s: int = 3600
+
+    email_backend: Literal["eml", "smtp"] = "eml"
+    email_from: str = "Millrace <noreply@millrace.local>"
+    eml_dir: Path = Path("var/outbox-mail")
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_use_tls: bool = False
+    smtp_timeout_s: float = 10.0
+
+    web_host: str = "127.0.0.1"
+    web_port: int = 8000
