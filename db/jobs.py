@@ -285,3 +285,18 @@ async def queue_statuses(conn: Connection) -> list[QueueStatus]:
             oldest = max(float(row["oldest_s"]), entry.oldest_waiting_s or 0.0)
             by_queue[row["queue"]] = QueueStatus(queue=entry.queue, counts=entry.counts, oldest_waiting_s=oldest)
     return list(by_queue.values())
+
+
+async def delete_finished_before(conn: Connection, cutoff: datetime, *, batch: int = 5000) -> int:
+    """Delete up to `batch` succeeded or cancelled records finished before `cutoff`; dead letters stay."""
+    deleted = await conn.fetchval(
+        """WITH gone AS (
+               DELETE FROM millrace_jobs WHERE id IN (
+                   SELECT id FROM millrace_jobs
+                   WHERE status IN ('succeeded', 'cancelled') AND finished_at < $1 LIMIT $2)
+               RETURNING 1)
+           SELECT count(*) FROM gone""",
+        cutoff,
+        batch,
+    )
+    return int(deleted)

@@ -32,7 +32,7 @@ log = structlog.get_logger("millrace.job")
 #: errors no policy can help: the same payload fails the same way every time
 _NEVER_RETRY = (InvalidJobArguments, CorruptPayload, AttemptsExhausted)
 #: arq's own timeout is only a backstop; ours fires first so that a timeout goes through the policy
-ARQ_TIMEOUT_GRACE_S = 5.0
+ARQ_TIMEOUT_GRACE_S = 2.0
 #: arq refuses to run a job tried this often; the policy decides long before, this only bounds arq
 ARQ_MAX_TRIES = 1000
 

@@ -44,6 +44,8 @@ class WorkerConfig:
     concurrency: dict[str, int] | None = None
     log_format: LogFormat = "console"
     log_level: str = "INFO"
+    #: False leaves logging alone: tests capture structlog output and must keep their own configuration
+    configure_logging: bool = True
 
     def concurrency_of(self, queue: Queue) -> int:
         return (self.concurrency or {}).get(queue.name, queue.concurrency)
@@ -131,7 +133,8 @@ async def _start_runtime(
     crons: Sequence[CronDefinition[S]],
 ) -> None:
     # logging is set up here, not at import: the arq command configures stdlib logging after importing us
-    configure_logging(config.log_format, config.log_level)
+    if config.configure_logging:
+        configure_logging(config.log_format, config.log_level)
     stack = AsyncExitStack()
     ctx[_STACK_KEY] = stack
     pool = await db.pool.create_pool(config.database_url, max_size=config.database_pool_max_size)

@@ -1,0 +1,37 @@
+"""Users of the demo service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from db.errors import AlreadyExists, NotFound
+from db.pool import Connection
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class User:
+    id: int
+    email: str
+    name: str
+    created_at: datetime
+
+
+async def insert_user(conn: Connection, *, email: str, name: str) -> User:
+    try:
+        row = await conn.fetchrow(
+            "INSERT INTO users (email, name) VALUES ($1, $2) RETURNING id, email, name, created_at", email, name
+        )
+    except asyncpg.UniqueViolationError as error:
+        raise AlreadyExists("user", error.constraint_name) from None
+    assert row is not None
+    return User(**dict(row))
+
+
+async def get_user(conn: Connection, user_id: int) -> User:
+    row = await conn.fetchrow("SELECT id, email, name, created_at FROM users WHERE id = $1", user_id)
+    if row is None:
+        raise NotFound("user", user_id)
+    return User(**dict(row))

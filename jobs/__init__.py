@@ -1,0 +1,1 @@
+"""The job families, one module per family; `jobs.worker` holds the arq entry points."""

@@ -1,0 +1,12 @@
+"""Every job reference the producers declare, by name: for the CLI's `enqueue`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from millrace.declare import JobRef, collect_refs
+from producers import emails, maintenance
+
+
+def all_refs() -> dict[str, JobRef[Any]]:
+    return collect_refs([emails, maintenance])

@@ -1,0 +1,1 @@
+"""The demo web service (FastAPI) and its small status page."""

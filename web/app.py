@@ -1,0 +1,101 @@
+"""The demo service: a signup that creates the user and enqueues the welcome email in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI, HTTPException, Request
+from pydantic import BaseModel, Field
+
+import db.pool
+import db.users
+from db.errors import AlreadyExists, NotFound
+from db.pool import Pool
+from millrace.client import JobClient
+from millrace.logs import configure_logging
+from producers.emails import enqueue_welcome_email
+from settings import Settings
+from web import status_page
+
+
+@dataclass(frozen=True, slots=True)
+class AppState:
+    pool: Pool
+    jobs: JobClient
+
+
+class SignupRequest(BaseModel):
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)
+    name: str = Field(min_length=1, max_length=100)
+
+
+class SignupResponse(BaseModel):
+    id: int
+    welcome_job_id: str
+
+
+class UserResponse(BaseModel):
+    id: int
+    email: str
+    name: str
+
+
+def state_of(request: Request) -> AppState:
+    state: AppState = request.app.state.millrace
+    return state
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # one pool and one JobClient for the process's lifetime; the client borrows the app's pool
+        pool = await db.pool.create_pool(str(settings.database_url), max_size=settings.database_pool_max_size)
+        try:
+            async with JobClient.open(redis_url=str(settings.redis_url), pool=pool) as jobs:
+                app.state.millrace = AppState(pool=pool, jobs=jobs)
+                yield
+        finally:
+            await pool.close()
+
+    app = FastAPI(title="Millrace demo", lifespan=lifespan)
+    app.add_api_route("/users", signup, methods=["POST"], status_code=201)
+    app.add_api_route("/users/{user_id}", get_user, methods=["GET"])
+    app.add_api_route("/healthz", healthz, methods=["GET"])
+    app.mount("/status", status_page.router(lambda request: state_of(request).pool))
+    return app
+
+
+async def signup(body: SignupRequest, request: Request) -> SignupResponse:
+    state = state_of(request)
+    async with state.pool.acquire() as conn, conn.transaction():
+        try:
+            user = await db.users.insert_user(conn, email=body.email, name=body.name)
+        except AlreadyExists:
+            raise HTTPException(409, "this email is already registered") from None
+        welcome = await enqueue_welcome_email(state.jobs, user_id=user.id, conn=conn)
+    return SignupResponse(id=user.id, welcome_job_id=welcome.id)
+
+
+async def get_user(user_id: int, request: Request) -> UserResponse:
+    async with state_of(request).pool.acquire() as conn:
+        try:
+            user = await db.users.get_user(conn, user_id)
+        except NotFound:
+            raise HTTPException(404, "no such user") from None
+    return UserResponse(id=user.id, email=user.email, name=user.name)
+
+
+async def healthz(request: Request) -> dict[str, str]:
+    async with state_of(request).pool.acquire() as conn:
+        await conn.fetchval("SELECT 1")
+    await state_of(request).jobs.redis.ping()
+    return {"status": "ok"}
+
+
+def app_from_environment() -> FastAPI:
+    """`uvicorn --factory web.app:app_from_environment`: the web process's entry point."""
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
+    return create_app(settings)

@@ -1,0 +1,34 @@
+"""A read-only page of queue counts and recent jobs; the full dashboard comes later (see ROADMAP)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route, Router
+
+import db.jobs
+import db.outbox
+from db.pool import Pool
+
+_templates = jinja2.Environment(
+    loader=jinja2.PackageLoader("web", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
+)
+
+
+def router(pool_of: Callable[[Request], Pool]) -> Router:
+    async def page(request: Request) -> Response:
+        async with pool_of(request).acquire() as conn:
+            statuses = await db.jobs.queue_statuses(conn)
+            recent = await db.jobs.list_jobs(conn, limit=30)
+            outbox = await db.outbox.count_entries(conn)
+        if request.query_params.get("format") == "json":
+            return JSONResponse({"queues": [{"queue": s.queue, **s.counts} for s in statuses], "outbox": outbox})
+        html = _templates.get_template("status.html").render(
+            statuses=statuses, recent=recent, outbox=outbox, columns=db.jobs.ALL_STATUSES
+        )
+        return HTMLResponse(html)
+
+    return Router(routes=[Route("/", page)])
