@@ -1,0 +1,121 @@
+"""A small application of test jobs, run by in-process workers and by real `arq` processes alike.
+
+Each job writes what it did to the `test_effects` table, so a test reads the effects from PostgreSQL
+whichever process ran the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+import structlog
+
+from db.pool import Pool
+from millrace.context import JobContext
+from millrace.declare import CronSchedule, JobArgs, JobRef, NoArgs, cron, job
+from millrace.errors import RetryAfter
+from millrace.queues import Queue
+from millrace.retry import RetryPolicy, exponential, fixed
+
+log = structlog.get_logger(__name__)
+
+TESTQ = Queue(name="testq", concurrency=4, timeout_s=5)
+
+EFFECTS_TABLE = """
+CREATE TABLE test_effects (
+    id bigserial PRIMARY KEY, job_id text NOT NULL, attempt int NOT NULL, kind text NOT NULL,
+    tick_at timestamptz, worker text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp()
+)"""
+
+
+@dataclass(frozen=True, slots=True)
+class SampleServices:
+    db: Pool
+
+
+@asynccontextmanager
+async def open_services(pool: Pool) -> AsyncIterator[SampleServices]:
+    yield SampleServices(db=pool)
+
+
+async def note(ctx: JobContext[SampleServices], kind: str) -> None:
+    async with ctx.services.db.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO test_effects (job_id, attempt, kind, tick_at, worker) VALUES ($1, $2, $3, $4, $5)",
+            ctx.job_id,
+            ctx.attempt,
+            kind,
+            ctx.tick_at,
+            ctx.worker,
+        )
+
+
+class FlakyArgs(JobArgs):
+    #: attempts (over the job's whole life) that fail before one succeeds
+    fail_times: int
+    error: Literal["retryable", "give_up"] = "retryable"
+
+
+class SleepArgs(JobArgs):
+    seconds: float
+
+
+NOOP = JobRef("noop", TESTQ, NoArgs)
+FLAKY = JobRef("flaky", TESTQ, FlakyArgs)
+SLEEPY = JobRef("sleepy", TESTQ, SleepArgs)
+HANG = JobRef("hang", TESTQ, NoArgs)
+THROTTLED = JobRef("throttled", TESTQ, NoArgs)
+SCHEDULED_BACKOFF = JobRef("scheduled_backoff", TESTQ, NoArgs)
+
+QUICK_RETRY = RetryPolicy(attempts=3, backoff=fixed(0.05), give_up_on=(PermissionError,))
+
+
+@job(NOOP)
+async def noop(ctx: JobContext[SampleServices], args: NoArgs) -> None:
+    pass
+
+
+@job(FLAKY, retry=QUICK_RETRY)
+async def flaky(ctx: JobContext[SampleServices], args: FlakyArgs) -> None:
+    await note(ctx, "ran")
+    log.info("flaky_ran")
+    if ctx.attempt <= args.fail_times:
+        raise PermissionError("not allowed") if args.error == "give_up" else ConnectionError("provider down")
+
+
+@job(SLEEPY, retry=QUICK_RETRY, timeout_s=3)
+async def sleepy(ctx: JobContext[SampleServices], args: SleepArgs) -> None:
+    await note(ctx, "start")
+    await asyncio.sleep(args.seconds)
+    await note(ctx, "end")
+
+
+@job(HANG, retry=RetryPolicy(attempts=2, backoff=fixed(0.05)), timeout_s=0.3)
+async def hang(ctx: JobContext[SampleServices], args: NoArgs) -> None:
+    await note(ctx, "ran")
+    await asyncio.sleep(60)
+
+
+@job(THROTTLED, retry=RetryPolicy(attempts=3, backoff=fixed(30)))
+async def throttled(ctx: JobContext[SampleServices], args: NoArgs) -> None:
+    """Like a provider answering 429 with Retry-After: 0.4 the first time."""
+    await note(ctx, "ran")
+    if ctx.attempt == 1:
+        raise RetryAfter(0.4)
+
+
+# The field's example, scaled down 1:20: fail, wait ~0.5 s, fail, wait ~3 s, succeed.
+@job(SCHEDULED_BACKOFF, retry=RetryPolicy(attempts=3, backoff=exponential(first_s=0.5, factor=6, jitter=0.1)))
+async def scheduled_backoff(ctx: JobContext[SampleServices], args: NoArgs) -> None:
+    await note(ctx, "ran")
+    if ctx.attempt < 3:
+        raise ConnectionError("provider down")
+
+
+@cron(queue=TESTQ, schedule=CronSchedule(second=None), missed="run_once")
+async def every_second(ctx: JobContext[SampleServices]) -> None:
+    await note(ctx, "tick")
