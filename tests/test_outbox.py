@@ -1,0 +1,154 @@
+"""Transactional enqueue: a rolled-back transaction enqueues nothing; a committed one exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio
+from arq.constants import job_key_prefix
+
+import db.jobs
+import db.outbox
+from db.pool import Pool
+from millrace import dispatch, relay
+from millrace.client import JobClient
+from millrace.relay import OutboxRelay
+from tests.conftest import RunWorker, effects
+from tests.sample import app
+from tests.servers import PrivateRedis
+
+
+class Rollback(Exception):
+    pass
+
+
+async def queued_ids(redis_url: str) -> list[bytes]:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    ids: list[bytes] = await client.zrange(app.TESTQ.redis_key, 0, -1)
+    await client.aclose()
+    return ids
+
+
+async def test_rolled_back_transaction_enqueues_nothing(client: JobClient, pool: Pool, redis_url: str) -> None:
+    with pytest.raises(Rollback):
+        async with pool.acquire() as conn, conn.transaction():
+            await client.enqueue(app.FLAKY, {"fail_times": 0}, conn=conn)
+            raise Rollback
+    await relay.deliver_all(pool, client.redis, None)
+    assert await db.jobs.list_jobs(pool) == []
+    assert await db.outbox.count_entries(pool) == 0
+    assert await queued_ids(redis_url) == []
+
+
+async def test_committed_transaction_runs_the_job_exactly_once(
+    client: JobClient, pool: Pool, redis_url: str, run_worker: RunWorker
+) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        enqueued = await client.enqueue(app.FLAKY, {"fail_times": 0}, conn=conn)
+        assert enqueued.via == "outbox"
+        assert await queued_ids(redis_url) == []  # nothing escapes before the commit
+    assert await relay.deliver_all(pool, client.redis, None) == 1
+    assert await relay.deliver_all(pool, client.redis, None) == 0
+    assert await queued_ids(redis_url) == [enqueued.id.encode()]
+    await run_worker()
+    assert [r["job_id"] for r in await effects(pool, "ran")] == [enqueued.id]
+
+
+async def test_relay_delivers_on_notify_well_under_100ms(client: JobClient, pool: Pool, database_url: str) -> None:
+    running = OutboxRelay(pool=pool, redis=client.redis, dsn=database_url, queues=["testq"], sweep_interval_s=30)
+    running.start()
+    await asyncio.sleep(0.2)  # listening
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            enqueued = await client.enqueue(app.NOOP, {}, conn=conn)
+        loop = asyncio.get_running_loop()
+        committed = loop.time()
+        while not await client.redis.exists(job_key_prefix + enqueued.id):
+            assert loop.time() - committed < 0.1, "the relay did not deliver within 100 ms"
+            await asyncio.sleep(0.002)
+    finally:
+        await running.close()
+
+
+async def test_redelivery_after_a_relay_crash_is_dropped_by_redis(
+    client: JobClient, pool: Pool, redis_url: str
+) -> None:
+    """The relay pushed to Redis, then died before its commit: the rows come back, the job does not double."""
+    async with pool.acquire() as conn, conn.transaction():
+        enqueued = await client.enqueue(app.NOOP, {}, conn=conn)
+    with pytest.raises(Rollback):
+        async with pool.acquire() as conn, conn.transaction():
+            entries = await db.outbox.claim_entries(conn, None, 10)
+            await dispatch.push(client.redis, [relay.dispatch_entry(e, 0) for e in entries])
+            raise Rollback  # the commit never happens
+    assert await db.outbox.count_entries(pool) == 1
+    assert await relay.deliver_all(pool, client.redis, None) == 1
+    assert await queued_ids(redis_url) == [enqueued.id.encode()]
+
+
+async def test_job_key_gives_one_pending_job(client: JobClient, pool: Pool, run_worker: RunWorker) -> None:
+    first = await client.enqueue(app.NOOP, {}, job_key="report:42")
+    again = await client.enqueue(app.NOOP, {}, job_key="report:42")
+    async with pool.acquire() as conn, conn.transaction():
+        in_tx = await client.enqueue(app.NOOP, {}, job_key="report:42", conn=conn)
+    assert (first.created, again.created, in_tx.created) == (True, False, False)
+    assert first.id == again.id == in_tx.id
+    await run_worker()
+    after = await client.enqueue(app.NOOP, {}, job_key="report:42")  # done: the key is free again
+    assert after.created
+    assert after.id != first.id
+
+
+async def test_delay_defers_the_job(client: JobClient, pool: Pool, redis_url: str) -> None:
+    enqueued = await client.enqueue(app.NOOP, {}, delay_s=60)
+    async with pool.acquire() as conn:
+        assert (await db.jobs.get_job(conn, enqueued.id)).status == "deferred"
+    score = await redis.asyncio.Redis.from_url(redis_url).zscore(app.TESTQ.redis_key, enqueued.id)
+    assert score is not None
+    assert score / 1000 - time.time() > 55
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_redis_down_during_the_transaction_loses_nothing(
+    pool: Pool, database_url: str, private_redis: PrivateRedis, run_worker: RunWorker
+) -> None:
+    async with JobClient.open(redis_url=private_redis.url, pool=pool) as client:
+        running = OutboxRelay(pool=pool, redis=client.redis, dsn=database_url, queues=["testq"], sweep_interval_s=0.2)
+        running.start()
+        private_redis.stop()
+        async with pool.acquire() as conn, conn.transaction():
+            enqueued = await client.enqueue(app.FLAKY, {"fail_times": 0}, conn=conn)
+        await asyncio.sleep(1.0)  # the relay tries, fails, keeps the row
+        assert await db.outbox.count_entries(pool) == 1
+        private_redis.start()
+        for _ in range(100):
+            if await db.outbox.count_entries(pool) == 0:
+                break
+            await asyncio.sleep(0.1)
+        await running.close()
+    await run_worker(redis_url=private_redis.url)
+    assert [r["job_id"] for r in await effects(pool, "ran")] == [enqueued.id]
+
+
+async def test_direct_enqueue_with_redis_down_is_handed_to_the_relay(
+    pool: Pool, private_redis: PrivateRedis, run_worker: RunWorker
+) -> None:
+    async with JobClient.open(redis_url=private_redis.url, pool=pool) as client:
+        private_redis.stop()
+        enqueued = await client.enqueue(app.FLAKY, {"fail_times": 0})
+        assert enqueued.via == "outbox"
+        private_redis.start()
+        assert await relay.deliver_all(pool, client.redis, None) == 1
+    await run_worker(redis_url=private_redis.url)
+    assert [r["job_id"] for r in await effects(pool, "ran")] == [enqueued.id]
