@@ -33,11 +33,15 @@ async def queued_ids(redis_url: str) -> list[bytes]:
     return ids
 
 
+async def enqueue_then_roll_back(client: JobClient, pool: Pool) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await client.enqueue(app.FLAKY, {"fail_times": 0}, conn=conn)
+        raise Rollback
+
+
 async def test_rolled_back_transaction_enqueues_nothing(client: JobClient, pool: Pool, redis_url: str) -> None:
     with pytest.raises(Rollback):
-        async with pool.acquire() as conn, conn.transaction():
-            await client.enqueue(app.FLAKY, {"fail_times": 0}, conn=conn)
-            raise Rollback
+        await enqueue_then_roll_back(client, pool)
     await relay.deliver_all(pool, client.redis, None)
     assert await db.jobs.list_jobs(pool) == []
     assert await db.outbox.count_entries(pool) == 0
@@ -74,6 +78,13 @@ async def test_relay_delivers_on_notify_well_under_100ms(client: JobClient, pool
         await running.close()
 
 
+async def deliver_then_crash(client: JobClient, pool: Pool) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        entries = await db.outbox.claim_entries(conn, None, 10)
+        await dispatch.push(client.redis, [relay.dispatch_entry(e, 0) for e in entries])
+        raise Rollback  # the commit never happens
+
+
 async def test_redelivery_after_a_relay_crash_is_dropped_by_redis(
     client: JobClient, pool: Pool, redis_url: str
 ) -> None:
@@ -81,10 +92,7 @@ async def test_redelivery_after_a_relay_crash_is_dropped_by_redis(
     async with pool.acquire() as conn, conn.transaction():
         enqueued = await client.enqueue(app.NOOP, {}, conn=conn)
     with pytest.raises(Rollback):
-        async with pool.acquire() as conn, conn.transaction():
-            entries = await db.outbox.claim_entries(conn, None, 10)
-            await dispatch.push(client.redis, [relay.dispatch_entry(e, 0) for e in entries])
-            raise Rollback  # the commit never happens
+        await deliver_then_crash(client, pool)
     assert await db.outbox.count_entries(pool) == 1
     assert await relay.deliver_all(pool, client.redis, None) == 1
     assert await queued_ids(redis_url) == [enqueued.id.encode()]
