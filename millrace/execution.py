@@ -33,6 +33,8 @@ log = structlog.get_logger("millrace.job")
 _NEVER_RETRY = (InvalidJobArguments, CorruptPayload, AttemptsExhausted)
 #: arq's own timeout is only a backstop; ours fires first so that a timeout goes through the policy
 ARQ_TIMEOUT_GRACE_S = 2.0
+#: recording a corrupt payload is one database write
+CORRUPT_TIMEOUT_S = 5.0
 #: arq refuses to run a job tried this often; the policy decides long before, this only bounds arq
 ARQ_MAX_TRIES = 1000
 
@@ -232,7 +234,7 @@ async def record_corrupt(runtime: WorkerRuntime[Any], ctx: dict[str, Any], error
     async def body(_ctx: JobContext[Any]) -> None:
         raise error
 
-    await run_attempt(runtime, attempt, body, RetryPolicy(attempts=1), timeout_s=5)
+    await run_attempt(runtime, attempt, body, RetryPolicy(attempts=1), timeout_s=CORRUPT_TIMEOUT_S)
 
 
 async def handle_corrupt(ctx: dict[str, Any], reason: str, preview: str) -> None:

@@ -71,7 +71,14 @@ def worker_settings(
         )
         for j in jobs
     ]
-    functions.append(arq.func(cast(WorkerCoroutine, execution.handle_corrupt), name=payload.CORRUPT_FUNCTION))
+    # every function gets a timeout: arq hands a dead worker's jobs on only after the longest one, plus 10 s
+    functions.append(
+        arq.func(
+            cast(WorkerCoroutine, execution.handle_corrupt),
+            name=payload.CORRUPT_FUNCTION,
+            timeout=execution.CORRUPT_TIMEOUT_S + execution.ARQ_TIMEOUT_GRACE_S,
+        )
+    )
     cron_jobs = [_arq_cron(c) for c in crons]
     known = {f.name for f in functions} | {c.name for c in cron_jobs}
 

@@ -1,0 +1,36 @@
+# The two commands a newcomer needs: `make run` and `make test`. Each installs what it needs.
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+TEST_REDIS_URL ?= redis://127.0.0.1:6379
+export TEST_DATABASE_URL TEST_REDIS_URL
+
+.PHONY: install run test lint bench clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	scripts/run.sh
+
+test: install
+	$(BIN)/python scripts/services.py --database-url $(TEST_DATABASE_URL) --redis-url $(TEST_REDIS_URL)
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python scripts/services.py --database-url $(TEST_DATABASE_URL) --redis-url $(TEST_REDIS_URL)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# `make run`: services, migrations, one arq worker per queue, the web app, and a small demo load.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+[ -f .env ] && set -a && . ./.env && set +a
+export DATABASE_URL="${DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/millrace}"
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
+export PORT="${WEB_PORT:-8000}"
+
+"$BIN/python" scripts/services.py --database-url "$DATABASE_URL" --redis-url "$REDIS_URL" --create-database
+"$BIN/millrace" migrate
+
+echo "Millrace: status page on http://127.0.0.1:$PORT/status/ ; demo emails land in ${EML_DIR:-var/outbox-mail}/"
+# the demo load signs up a few users through the web app once it answers; Ctrl-C stops everything
+"$BIN/millrace" demo --count "${DEMO_USERS:-10}" --interval 1 &
+demo=$!
+trap 'kill $demo 2>/dev/null || true' EXIT
+# `release:` has run above; honcho runs the long-lived processes of the same Procfile production uses
+PATH="$PWD/$BIN:$PATH" "$BIN/honcho" start web $(grep -oE '^[a-z_]+(?=:)' -P Procfile | grep -vE '^(web|release)$')

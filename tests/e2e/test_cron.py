@@ -1,0 +1,45 @@
+"""Cron ticks with several real `arq` worker processes: each tick runs once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from db.pool import Pool
+from tests.conftest import effects
+from tests.processes import processes
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_each_tick_runs_once_with_three_workers(
+    pool: Pool, database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    async with processes(database_url, redis_url, tmp_path) as start:
+        workers = [start("arq", "tests.sample.worker.TestqWorker") for _ in range(3)]
+        await asyncio.sleep(6)
+    ticks = Counter(r["tick_at"] for r in await effects(pool, "tick"))
+    assert len(ticks) >= 3, [w.output() for w in workers]
+    assert set(ticks.values()) == {1}, ticks
+
+
+async def test_missed_tick_runs_once_when_workers_return(
+    pool: Pool, database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """Every worker was down for a minute: three come back, the latest missed tick runs once, no more."""
+    last_run = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=60)
+    await pool.execute(
+        "INSERT INTO millrace_cron_ticks (name, tick_at, job_id) VALUES ('every_second', $1, 'before')", last_run
+    )
+    started_at = datetime.now(UTC)
+    async with processes(database_url, redis_url, tmp_path) as start:
+        for _ in range(3):
+            start("arq", "tests.sample.worker.TestqWorker")
+        await asyncio.sleep(5)
+    missed = [r for r in await effects(pool, "tick") if r["tick_at"] < started_at - timedelta(seconds=1)]
+    assert len(missed) == 1, missed
+    assert started_at - timedelta(seconds=6) < missed[0]["tick_at"]  # the latest missed tick, not the oldest

@@ -1,0 +1,59 @@
+"""The core seen working: signup over HTTP, welcome email through a real arq worker to a real SMTP server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+import db.jobs
+import db.outbox
+from db.pool import Pool
+from tests.processes import processes, wait_for
+from tests.servers import free_port
+from tests.smtp import smtp_server
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_signup_sends_the_welcome_email_once(
+    pool: Pool, database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    web_port = free_port()
+    with smtp_server() as (mailbox, smtp_port):
+        async with processes(database_url, redis_url, tmp_path) as start:
+            env = {"EMAIL_BACKEND": "smtp", "SMTP_PORT": str(smtp_port), "WEB_PORT": str(web_port)}
+            start("arq", "jobs.worker.EmailsWorker", **env)
+            web = start("uvicorn", "--factory", "web.app:app_from_environment", "--port", str(web_port), **env)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{web_port}", timeout=10) as http:
+
+                async def web_up() -> bool:
+                    try:
+                        return (await http.get("/healthz")).status_code == 200
+                    except httpx.TransportError:
+                        return False
+
+                await wait_for(web_up, timeout_s=30, what=f"the web app: {web.output()}")
+                created = await http.post("/users", json={"email": "ada@example.com", "name": "Ada"})
+                assert created.status_code == 201
+                duplicate = await http.post("/users", json={"email": "ada@example.com", "name": "Ada again"})
+                assert duplicate.status_code == 409
+                invalid = await http.post("/users", json={"email": "not-an-address", "name": "X"})
+                assert invalid.status_code == 422
+
+                await wait_for(lambda: mailbox.to("ada@example.com"), timeout_s=30, what="the welcome email")
+
+    (welcome,) = mailbox.to("ada@example.com")
+    assert welcome["Subject"] == "Welcome to Millrace, Ada"
+    html = welcome.get_body(("html",))
+    text = welcome.get_body(("plain",))
+    assert html is not None
+    assert text is not None
+    assert "<h1>Welcome, Ada!</h1>" in html.get_content()
+    assert "Welcome, Ada!" in text.get_content()
+    async with pool.acquire() as conn:
+        (job,) = await db.jobs.list_jobs(conn)
+        assert job.id == created.json()["welcome_job_id"]
+        assert (job.function, job.status) == ("send_welcome_email", "succeeded")
+        assert await db.outbox.count_entries(conn) == 0  # the 409 rolled back: it left nothing behind

@@ -1,0 +1,62 @@
+"""The welcome email job, through a real arq worker, to a real SMTP server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import arq.worker
+
+import db.jobs
+import db.users
+import queues
+from db.pool import Pool
+from jobs import emails
+from jobs.services import open_services
+from millrace.client import JobClient
+from millrace.declare import collect
+from millrace.worker import WorkerConfig, worker_settings
+from producers.emails import SEND_WELCOME_EMAIL, enqueue_welcome_email
+from settings import Settings
+from tests.smtp import smtp_server
+
+
+async def run_emails_worker(settings: Settings) -> None:
+    jobs, _ = collect([emails])
+    config = WorkerConfig(
+        redis_url=str(settings.redis_url), database_url=str(settings.database_url), configure_logging=False
+    )
+    worker_class = worker_settings(
+        queues.EMAILS, jobs=jobs, config=config, services=lambda pool: open_services(settings, pool)
+    )
+    worker = arq.worker.create_worker(worker_class, burst=True, handle_signals=False, poll_delay=0.01)
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+
+
+async def test_welcome_email_is_sent_once_when_its_job_runs_twice(
+    client: JobClient, pool: Pool, database_url: str, redis_url: str
+) -> None:
+    async with pool.acquire() as conn:
+        user = await db.users.insert_user(conn, email="grace@example.com", name="Grace")
+    with smtp_server() as (mailbox, port):
+        settings = Settings(database_url=database_url, redis_url=redis_url, email_backend="smtp", smtp_port=port)
+        await enqueue_welcome_email(client, user_id=user.id)
+        await run_emails_worker(settings)
+        # the same job again, as after a redelivery: no job key this time, so it is a second job
+        await client.enqueue(SEND_WELCOME_EMAIL, {"user_id": user.id})
+        await run_emails_worker(settings)
+    assert len(mailbox.to("grace@example.com")) == 1
+    assert {j.status for j in await db.jobs.list_jobs(pool)} == {"succeeded"}
+
+
+async def test_welcome_for_a_missing_user_is_dead_at_once(
+    client: JobClient, pool: Pool, database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    settings = Settings(database_url=database_url, redis_url=redis_url, eml_dir=f"{tmp_path}/mail")
+    enqueued = await enqueue_welcome_email(client, user_id=4242)
+    await run_emails_worker(settings)
+    async with pool.acquire() as conn:
+        job = await db.jobs.get_job(conn, enqueued.id)
+    assert (job.status, job.attempts, job.last_error_type) == ("dead", 1, "NotFound")
