@@ -121,28 +121,39 @@ async def find_pending_id_by_key(conn: Connection, job: NewJob) -> str:
     return existing if existing is not None else (await insert_job(conn, job))[0]
 
 
+# Starts, each possibly with its finish: a fast job's start and finish usually share a batch, and then
+# its attempt row is inserted finished and its job row written once, straight to the final status.
 _APPLY_STARTS = """
 WITH s AS (
     SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::timestamptz[],
-                         $5::text[], $6::text[], $7::jsonb[], $8::timestamptz[])
-        AS s(job_id, attempt, worker, started_at, queue, function, args, enqueued_at)
+                         $5::text[], $6::text[], $7::jsonb[], $8::timestamptz[],
+                         $9::text[], $10::text[], $11::timestamptz[], $12::float8[],
+                         $13::text[], $14::text[], $15::text[], $16::timestamptz[])
+        AS s(job_id, attempt, worker, started_at, queue, function, args, enqueued_at,
+             outcome, status, finished_at, duration_ms, error_type, error_message, traceback, retry_at)
 ), latest AS (
     SELECT DISTINCT ON (job_id) * FROM s ORDER BY job_id, attempt DESC
 ), upsert AS (
-    INSERT INTO millrace_jobs AS j
-        (id, queue, function, args, status, attempts, started_at, worker, enqueued_at)
-    SELECT job_id, queue, function, args, 'in_progress', attempt, started_at, worker, enqueued_at FROM latest
+    INSERT INTO millrace_jobs AS j (id, queue, function, args, status, attempts, started_at, worker, enqueued_at,
+                                    finished_at, run_at, last_error_type, last_error)
+    SELECT job_id, queue, function, args, coalesce(status, 'in_progress'), attempt, started_at, worker, enqueued_at,
+           CASE WHEN status IN ('succeeded', 'dead') THEN finished_at END, retry_at, error_type, error_message
+    FROM latest
     ON CONFLICT (id) DO UPDATE SET
-        status = 'in_progress', attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at,
-        worker = EXCLUDED.worker, run_at = NULL, finished_at = NULL, updated_at = now()
+        status = EXCLUDED.status, attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at,
+        worker = EXCLUDED.worker, run_at = EXCLUDED.run_at, finished_at = EXCLUDED.finished_at,
+        last_error_type = coalesce(EXCLUDED.last_error_type, j.last_error_type),
+        last_error = coalesce(EXCLUDED.last_error, j.last_error), updated_at = now()
     WHERE j.attempts < EXCLUDED.attempts
 ), lost AS (
     -- an earlier attempt still open when a later one starts had its worker die under it
     UPDATE millrace_job_attempts a SET outcome = 'lost'
     FROM latest WHERE a.job_id = latest.job_id AND a.attempt < latest.attempt AND a.outcome IS NULL
 )
-INSERT INTO millrace_job_attempts (job_id, attempt, worker, started_at)
-SELECT job_id, attempt, worker, started_at FROM s
+INSERT INTO millrace_job_attempts (job_id, attempt, worker, started_at, finished_at, duration_ms, outcome,
+                                   error_type, error_message, traceback)
+SELECT job_id, attempt, worker, started_at, finished_at, duration_ms, outcome, error_type, error_message, traceback
+FROM s
 ON CONFLICT DO NOTHING
 """
 
@@ -179,33 +190,47 @@ def _text(value: str | None, limit: int) -> str | None:
 async def apply_attempt_events(
     conn: Connection, starts: Sequence[AttemptStarted], finishes: Sequence[AttemptFinished]
 ) -> None:
-    """Apply a batch of attempt events in two statements, whatever its size; idempotent, so retryable."""
-    if starts:
-        await conn.execute(
-            _APPLY_STARTS,
-            [s.job_id for s in starts],
-            [s.attempt for s in starts],
-            [s.worker for s in starts],
-            [s.started_at for s in starts],
-            [s.queue for s in starts],
-            [s.function for s in starts],
-            [s.args for s in starts],
-            [s.enqueued_at for s in starts],
-        )
-    if finishes:
-        await conn.execute(
-            _APPLY_FINISHES,
-            [f.job_id for f in finishes],
-            [f.attempt for f in finishes],
-            [f.outcome for f in finishes],
-            [f.status for f in finishes],
-            [f.finished_at for f in finishes],
-            [f.duration_ms for f in finishes],
-            [f.error_type for f in finishes],
-            [_text(f.error_message, 4000) for f in finishes],
-            [_text(f.traceback, 20000) for f in finishes],
-            [f.retry_at for f in finishes],
-        )
+    """Apply a batch of attempt events in at most two statements; idempotent, so a failed batch is retried."""
+    finish_of = {(f.job_id, f.attempt): f for f in finishes}
+    paired = [(s, finish_of.pop((s.job_id, s.attempt), None)) for s in starts]
+    if paired:
+        await conn.execute(_APPLY_STARTS, *_start_columns(paired))
+    if finish_of:
+        await conn.execute(_APPLY_FINISHES, *_finish_columns(list(finish_of.values())))
+
+
+def _start_columns(paired: list[tuple[AttemptStarted, AttemptFinished | None]]) -> list[list[Any]]:
+    starts = [s for s, _ in paired]
+    finishes = [f for _, f in paired]
+    return [
+        [s.job_id for s in starts],
+        [s.attempt for s in starts],
+        [s.worker for s in starts],
+        [s.started_at for s in starts],
+        [s.queue for s in starts],
+        [s.function for s in starts],
+        [s.args for s in starts],
+        [s.enqueued_at for s in starts],
+        *_finish_values(finishes),
+    ]
+
+
+def _finish_columns(finishes: list[AttemptFinished]) -> list[list[Any]]:
+    return [[f.job_id for f in finishes], [f.attempt for f in finishes], *_finish_values(finishes)]
+
+
+def _finish_values(finishes: Sequence[AttemptFinished | None]) -> list[list[Any]]:
+    """The columns of a finish, in the order both statements take them; None where a start has no finish yet."""
+    return [
+        [f and f.outcome for f in finishes],
+        [f and f.status for f in finishes],
+        [f and f.finished_at for f in finishes],
+        [f and f.duration_ms for f in finishes],
+        [f and f.error_type for f in finishes],
+        [f and _text(f.error_message, 4000) for f in finishes],
+        [f and _text(f.traceback, 20000) for f in finishes],
+        [f and f.retry_at for f in finishes],
+    ]
 
 
 _JOB_COLUMNS = """id, queue, function, args, job_key, status, attempts, attempt_base, run_at, enqueued_at,

@@ -17,4 +17,4 @@ echo "Millrace: status page on http://127.0.0.1:$PORT/status/ ; demo emails land
 demo=$!
 trap 'kill $demo 2>/dev/null || true' EXIT
 # `release:` has run above; honcho runs the long-lived processes of the same Procfile production uses
-PATH="$PWD/$BIN:$PATH" "$BIN/honcho" start web $(grep -oE '^[a-z_]+(?=:)' -P Procfile | grep -vE '^(web|release)$')
+PATH="$PWD/$BIN:$PATH" "$BIN/honcho" start web $(grep -oP '^[a-z_]+(?=:)' Procfile | grep -vE '^(web|release)$')

@@ -1,0 +1,226 @@
+"""`make bench`: Millrace against bare arq, measured in one run on this machine. Figures, no assertions.
+
+Throughput: N no-op jobs enqueued first, then one worker (concurrency 10) drains them in burst mode.
+Latency: one job at a time into an idle worker; the job notes when it started. Both workers poll
+every `POLL_DELAY_S`, which bounds latency from below for both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from functools import partial
+from typing import Any
+
+import arq.worker
+import asyncpg
+import redis.asyncio
+import structlog
+from arq.connections import RedisSettings, create_pool
+
+import db.migrate
+import db.pool
+from bench import apps
+from db.pool import Pool
+from millrace import relay
+from millrace.client import JobClient
+from millrace.declare import collect
+from millrace.logs import configure_logging
+from millrace.runtime import RUNTIME_KEY, WorkerRuntime
+from millrace.worker import WorkerConfig, worker_settings
+
+ADMIN_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_SERVER_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+JOBS = int(os.environ.get("BENCH_JOBS", "5000"))
+LATENCY_SAMPLES = int(os.environ.get("BENCH_LATENCY_SAMPLES", "200"))
+CONCURRENCY = 10
+POLL_DELAY_S = 0.1
+BARE_QUEUE = "bench:bare"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+async def timed(action: Callable[[], Awaitable[Any]]) -> float:
+    started = time.perf_counter()
+    await action()
+    return time.perf_counter() - started
+
+
+async def gather_bounded(calls: list[Callable[[], Awaitable[Any]]], concurrency: int = 50) -> None:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(call: Callable[[], Awaitable[Any]]) -> None:
+        async with gate:
+            await call()
+
+    await asyncio.gather(*(one(c) for c in calls))
+
+
+def bare_settings(redis_url: str, probe: apps.Probe) -> dict[str, Any]:
+    async def startup(ctx: dict[str, Any]) -> None:
+        ctx["probe"] = probe
+
+    return {
+        "functions": [arq.func(apps.bare_noop, name="bare_noop"), arq.func(apps.bare_stamp, name="bare_stamp")],
+        "queue_name": BARE_QUEUE,
+        "redis_settings": RedisSettings.from_dsn(redis_url),
+        "max_jobs": CONCURRENCY,
+        "poll_delay": POLL_DELAY_S,
+        "on_startup": startup,
+    }
+
+
+def millrace_settings(redis_url: str, database_url: str, probe: apps.Probe) -> type:
+    jobs, _ = collect([apps])
+    config = WorkerConfig(
+        redis_url=redis_url, database_url=database_url, poll_delay_s=POLL_DELAY_S, configure_logging=False
+    )
+
+    def services(pool: Pool) -> AbstractAsyncContextManager[apps.Probe]:
+        return apps.open_probe(pool, probe)
+
+    return worker_settings(apps.BENCH, jobs=jobs, config=config, services=services)
+
+
+async def drain(settings: Any) -> tuple[float, arq.worker.Worker]:
+    worker = arq.worker.create_worker(settings, burst=True, handle_signals=False)
+    try:
+        seconds = await timed(worker.main)
+    finally:
+        await worker.close()
+    return seconds, worker
+
+
+async def bench_bare(redis_url: str) -> dict[str, float]:
+    pool = await create_pool(RedisSettings.from_dsn(redis_url))
+    enqueue_s = await timed(
+        partial(gather_bounded, [partial(pool.enqueue_job, "bare_noop", _queue_name=BARE_QUEUE) for _ in range(JOBS)])
+    )
+    await pool.aclose()
+    process_s, _ = await drain(bare_settings(redis_url, apps.Probe()))
+    return {"enqueue_per_s": JOBS / enqueue_s, "process_per_s": JOBS / process_s}
+
+
+async def bench_millrace(redis_url: str, database_url: str) -> dict[str, float]:
+    async with JobClient.open(redis_url=redis_url, database_url=database_url) as client:
+        enqueue_s = await timed(
+            partial(gather_bounded, [partial(client.enqueue, apps.NOOP, {}) for _ in range(JOBS)])
+        )
+        outbox_jobs = JOBS // 5
+
+        async def in_transaction() -> None:
+            async with client.pool.acquire() as conn, conn.transaction():
+                await client.enqueue(apps.NOOP, {}, conn=conn)
+
+        outbox_s = await timed(partial(gather_bounded, [in_transaction for _ in range(outbox_jobs)], 10))
+        relay_s = await timed(partial(relay.deliver_all, client.pool, client.redis, None))
+    process_s, worker = await drain(millrace_settings(redis_url, database_url, apps.Probe()))
+    runtime: WorkerRuntime[Any] = worker.ctx[RUNTIME_KEY]
+    records = runtime.records
+    return {
+        "enqueue_per_s": JOBS / enqueue_s,
+        "outbox_enqueue_per_s": outbox_jobs / outbox_s,
+        "relay_per_s": outbox_jobs / relay_s,
+        "process_per_s": (JOBS + outbox_jobs) / process_s,
+        "record_events": records.events_written,
+        "record_batches": records.batches_written,
+    }
+
+
+async def latency(worker_settings_: Any, enqueue: Callable[[float], Awaitable[Any]], probe: apps.Probe) -> list[float]:
+    worker = arq.worker.create_worker(worker_settings_, handle_signals=False)
+    task = asyncio.create_task(worker.main())
+    await asyncio.sleep(0.5)
+    for _ in range(LATENCY_SAMPLES):
+        await enqueue(time.time())
+        await asyncio.sleep(POLL_DELAY_S * 0.37)  # not in step with the poll
+    await asyncio.sleep(POLL_DELAY_S * 3)
+    task.cancel()
+    await worker.close()
+    return probe.delays_ms
+
+
+async def bench_latency(redis_url: str, database_url: str) -> dict[str, list[float]]:
+    bare_probe, direct_probe, outbox_probe = apps.Probe(), apps.Probe(), apps.Probe()
+    pool = await create_pool(RedisSettings.from_dsn(redis_url))
+
+    async def bare(sent_at: float) -> None:
+        await pool.enqueue_job("bare_stamp", sent_at, _queue_name=BARE_QUEUE)
+
+    result = {"bare arq": await latency(bare_settings(redis_url, bare_probe), bare, bare_probe)}
+    await pool.aclose()
+    async with JobClient.open(redis_url=redis_url, database_url=database_url) as client:
+
+        async def direct(sent_at: float) -> None:
+            await client.enqueue(apps.STAMP, {"sent_at": sent_at})
+
+        async def outbox(sent_at: float) -> None:
+            async with client.pool.acquire() as conn, conn.transaction():
+                await client.enqueue(apps.STAMP, {"sent_at": sent_at}, conn=conn)
+
+        settings = millrace_settings(redis_url, database_url, direct_probe)
+        result["millrace direct"] = await latency(settings, direct, direct_probe)
+        settings = millrace_settings(redis_url, database_url, outbox_probe)
+        result["millrace outbox"] = await latency(settings, outbox, outbox_probe)
+    return result
+
+
+async def with_fresh_stores(run: Callable[[str, str], Awaitable[Any]]) -> Any:
+    name = f"millrace_bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(ADMIN_DATABASE_URL)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    database_url = ADMIN_DATABASE_URL.rsplit("/", 1)[0] + "/" + name
+    conn = await db.pool.connect(database_url)
+    await db.migrate.apply_migrations(conn)
+    await conn.close()
+    redis_url = await claim_redis_database()
+    try:
+        return await run(redis_url, database_url)
+    finally:
+        await redis.asyncio.Redis.from_url(redis_url).flushdb()
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def claim_redis_database() -> str:
+    for index in range(15, 0, -1):
+        url = f"{REDIS_SERVER_URL}/{index}"
+        if await redis.asyncio.Redis.from_url(url).dbsize() == 0:
+            return url
+    raise RuntimeError("no empty Redis database index for the benchmark")
+
+
+async def main() -> None:
+    # both workers log warnings only: the figures compare the machinery, not console rendering
+    configure_logging("console", "WARNING")
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    print(f"no-op jobs: {JOBS}, worker concurrency {CONCURRENCY}, poll delay {POLL_DELAY_S}s")
+    bare = await with_fresh_stores(lambda r, _d: bench_bare(r))
+    mill = await with_fresh_stores(bench_millrace)
+    lat = await with_fresh_stores(bench_latency)
+    print("\nthroughput (jobs/s)              bare arq    millrace    ratio")
+    print(f"  processing no-op jobs        {bare['process_per_s']:>10.0f}  {mill['process_per_s']:>10.0f}"
+          f"    {mill['process_per_s'] / bare['process_per_s']:.2f}")  # fmt: skip
+    print(f"  enqueue, direct              {bare['enqueue_per_s']:>10.0f}  {mill['enqueue_per_s']:>10.0f}"
+          f"    {mill['enqueue_per_s'] / bare['enqueue_per_s']:.2f}")  # fmt: skip
+    print(f"  enqueue, outbox (1 tx each)  {'-':>10}  {mill['outbox_enqueue_per_s']:>10.0f}")
+    print(f"  relay delivery to Redis      {'-':>10}  {mill['relay_per_s']:>10.0f}")
+    events, batches = mill["record_events"], mill["record_batches"]
+    print(f"\nrecord writes: {events:.0f} attempt events in {batches:.0f} batches"
+          f" ({events / max(batches, 1):.1f} events per round trip pair)")  # fmt: skip
+    print(f"\nenqueue to start (ms), {LATENCY_SAMPLES} jobs one at a time     p50      p99")
+    for name, delays in lat.items():
+        print(f"  {name:<44} {statistics.median(delays):>7.1f}  {percentile(delays, 99):>7.1f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
