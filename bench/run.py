@@ -112,9 +112,7 @@ async def bench_bare(redis_url: str) -> dict[str, float]:
 
 async def bench_millrace(redis_url: str, database_url: str) -> dict[str, float]:
     async with JobClient.open(redis_url=redis_url, database_url=database_url) as client:
-        enqueue_s = await timed(
-            partial(gather_bounded, [partial(client.enqueue, apps.NOOP, {}) for _ in range(JOBS)])
-        )
+        enqueue_s = await timed(partial(gather_bounded, [partial(client.enqueue, apps.NOOP, {}) for _ in range(JOBS)]))
         outbox_jobs = JOBS // 5
 
         async def in_transaction() -> None:
@@ -199,13 +197,25 @@ async def claim_redis_database() -> str:
     raise RuntimeError("no empty Redis database index for the benchmark")
 
 
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+
+
+def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
 async def main() -> None:
     # both workers log warnings only: the figures compare the machinery, not console rendering
     configure_logging("console", "WARNING")
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     print(f"no-op jobs: {JOBS}, worker concurrency {CONCURRENCY}, poll delay {POLL_DELAY_S}s")
-    bare = await with_fresh_stores(lambda r, _d: bench_bare(r))
-    mill = await with_fresh_stores(bench_millrace)
+    bare_runs, mill_runs = [], []
+    for _ in range(ROUNDS):  # alternated, so that drift on the machine touches both alike
+        bare_runs.append(await with_fresh_stores(lambda r, _d: bench_bare(r)))
+        mill_runs.append(await with_fresh_stores(bench_millrace))
+    bare, mill = median_of(bare_runs), median_of(mill_runs)
+    ratios = [m["process_per_s"] / b["process_per_s"] for b, m in zip(bare_runs, mill_runs, strict=True)]
+    print(f"medians of {ROUNDS} alternated rounds; processing ratio per round: {', '.join(f'{r:.2f}' for r in ratios)}")
     lat = await with_fresh_stores(bench_latency)
     print("\nthroughput (jobs/s)              bare arq    millrace    ratio")
     print(f"  processing no-op jobs        {bare['process_per_s']:>10.0f}  {mill['process_per_s']:>10.0f}"
@@ -216,7 +226,7 @@ async def main() -> None:
     print(f"  relay delivery to Redis      {'-':>10}  {mill['relay_per_s']:>10.0f}")
     events, batches = mill["record_events"], mill["record_batches"]
     print(f"\nrecord writes: {events:.0f} attempt events in {batches:.0f} batches"
-          f" ({events / max(batches, 1):.1f} events per round trip pair)")  # fmt: skip
+          f" ({events / max(batches, 1):.1f} events per batch of one or two statements)")  # fmt: skip
     print(f"\nenqueue to start (ms), {LATENCY_SAMPLES} jobs one at a time     p50      p99")
     for name, delays in lat.items():
         print(f"  {name:<44} {statistics.median(delays):>7.1f}  {percentile(delays, 99):>7.1f}")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from db.pool import Connection
+from db.pool import Executor
 
 
-async def claim_tick(conn: Connection, name: str, tick_at: datetime, job_id: str) -> bool:
+async def claim_tick(conn: Executor, name: str, tick_at: datetime, job_id: str) -> bool:
     """True when this job owns the tick: it claimed it now, or claimed it on an earlier attempt."""
     owner = await conn.fetchval(
         """WITH claim AS (
@@ -23,6 +23,6 @@ async def claim_tick(conn: Connection, name: str, tick_at: datetime, job_id: str
     return bool(owner == job_id)
 
 
-async def find_last_tick(conn: Connection, name: str) -> datetime | None:
+async def find_last_tick(conn: Executor, name: str) -> datetime | None:
     value: datetime | None = await conn.fetchval("SELECT max(tick_at) FROM millrace_cron_ticks WHERE name = $1", name)
     return value

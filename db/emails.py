@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from db.pool import Connection
+from db.pool import Executor
 
 
-async def lock_unsent(conn: Connection, *, template: str, recipient: str, idempotency_key: str, job_id: str) -> bool:
+async def lock_unsent(conn: Executor, *, template: str, recipient: str, idempotency_key: str, job_id: str) -> bool:
     """Inside a transaction: lock the email's guard row; True if it is still to be sent.
 
     A second run of the same job waits here until the first commits, then finds it sent.
@@ -28,7 +28,7 @@ async def lock_unsent(conn: Connection, *, template: str, recipient: str, idempo
     return sent_at is None
 
 
-async def mark_sent(conn: Connection, *, template: str, recipient: str, idempotency_key: str, job_id: str) -> None:
+async def mark_sent(conn: Executor, *, template: str, recipient: str, idempotency_key: str, job_id: str) -> None:
     await conn.execute(
         """UPDATE sent_emails SET sent_at = now(), job_id = $4
            WHERE template = $1 AND recipient = $2 AND idempotency_key = $3""",

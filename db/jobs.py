@@ -10,7 +10,7 @@ from typing import Any, Literal
 import asyncpg
 
 from db.errors import NotFound
-from db.pool import Connection
+from db.pool import Executor
 
 JobStatus = Literal["queued", "deferred", "in_progress", "retrying", "succeeded", "dead", "cancelled"]
 Outcome = Literal["succeeded", "retrying", "dead", "lost"]
@@ -103,7 +103,7 @@ def insert_job_args(job: NewJob) -> tuple[Any, ...]:
     return (job.id, job.queue, job.function, job.args, job.job_key, job.run_at, job.enqueued_at)
 
 
-async def insert_job(conn: Connection, job: NewJob) -> tuple[str, bool]:
+async def insert_job(conn: Executor, job: NewJob) -> tuple[str, bool]:
     """Insert a queued job; with a job key already pending, return that job's id and False instead."""
     row = await conn.fetchrow(_INSERT_JOB + " RETURNING id", *insert_job_args(job))
     if row is not None:
@@ -111,7 +111,7 @@ async def insert_job(conn: Connection, job: NewJob) -> tuple[str, bool]:
     return await find_pending_id_by_key(conn, job), False
 
 
-async def find_pending_id_by_key(conn: Connection, job: NewJob) -> str:
+async def find_pending_id_by_key(conn: Executor, job: NewJob) -> str:
     existing = await conn.fetchval(
         "SELECT id FROM millrace_jobs WHERE job_key = $1 AND status = ANY($2::text[])",
         job.job_key,
@@ -188,7 +188,7 @@ def _text(value: str | None, limit: int) -> str | None:
 
 
 async def apply_attempt_events(
-    conn: Connection, starts: Sequence[AttemptStarted], finishes: Sequence[AttemptFinished]
+    conn: Executor, starts: Sequence[AttemptStarted], finishes: Sequence[AttemptFinished]
 ) -> None:
     """Apply a batch of attempt events in at most two statements; idempotent, so a failed batch is retried."""
     finish_of = {(f.job_id, f.attempt): f for f in finishes}
@@ -241,12 +241,12 @@ def _job(row: asyncpg.Record) -> JobRecord:
     return JobRecord(**dict(row))
 
 
-async def find_job(conn: Connection, job_id: str) -> JobRecord | None:
+async def find_job(conn: Executor, job_id: str) -> JobRecord | None:
     row = await conn.fetchrow(f"SELECT {_JOB_COLUMNS} FROM millrace_jobs WHERE id = $1", job_id)
     return None if row is None else _job(row)
 
 
-async def get_job(conn: Connection, job_id: str) -> JobRecord:
+async def get_job(conn: Executor, job_id: str) -> JobRecord:
     job = await find_job(conn, job_id)
     if job is None:
         raise NotFound("job", job_id)
@@ -254,7 +254,7 @@ async def get_job(conn: Connection, job_id: str) -> JobRecord:
 
 
 async def list_jobs(
-    conn: Connection,
+    conn: Executor,
     *,
     status: str | None = None,
     queue: str | None = None,
@@ -276,7 +276,7 @@ async def list_jobs(
     return [_job(r) for r in rows]
 
 
-async def list_attempts(conn: Connection, job_id: str) -> list[AttemptRecord]:
+async def list_attempts(conn: Executor, job_id: str) -> list[AttemptRecord]:
     rows = await conn.fetch(
         """SELECT job_id, attempt, worker, started_at, finished_at, duration_ms, outcome,
                   error_type, error_message, traceback
@@ -293,7 +293,7 @@ class QueueStatus:
     oldest_waiting_s: float | None
 
 
-async def queue_statuses(conn: Connection) -> list[QueueStatus]:
+async def queue_statuses(conn: Executor) -> list[QueueStatus]:
     """Counts by status per queue, and how long the oldest job due to run has been waiting."""
     rows = await conn.fetch(
         """SELECT queue, status, count(*) AS n,
@@ -312,7 +312,7 @@ async def queue_statuses(conn: Connection) -> list[QueueStatus]:
     return list(by_queue.values())
 
 
-async def delete_finished_before(conn: Connection, cutoff: datetime, *, batch: int = 5000) -> int:
+async def delete_finished_before(conn: Executor, cutoff: datetime, *, batch: int = 5000) -> int:
     """Delete up to `batch` succeeded or cancelled records finished before `cutoff`; dead letters stay."""
     deleted = await conn.fetchval(
         """WITH gone AS (

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from db.jobs import _INSERT_JOB, NewJob, find_pending_id_by_key, insert_job_args
-from db.pool import Connection
+from db.pool import Executor
 
 #: NOTIFY channel; the payload is the queue name, so a relay wakes only for its own queues
 CHANNEL = "millrace_outbox"
@@ -35,7 +35,7 @@ SELECT job_id, pg_notify('{CHANNEL}', queue) FROM out
 """
 
 
-async def insert_job_with_outbox(conn: Connection, job: NewJob) -> tuple[str, bool]:
+async def insert_job_with_outbox(conn: Executor, job: NewJob) -> tuple[str, bool]:
     """Write the job and its outbox row in one statement, inside the caller's transaction.
 
     The NOTIFY is delivered at commit, and never if the transaction rolls back.
@@ -46,7 +46,7 @@ async def insert_job_with_outbox(conn: Connection, job: NewJob) -> tuple[str, bo
     return await find_pending_id_by_key(conn, job), False
 
 
-async def insert_outbox_entry(conn: Connection, job: NewJob) -> None:
+async def insert_outbox_entry(conn: Executor, job: NewJob) -> None:
     """Hand an already recorded job to the relay: its direct push to Redis failed."""
     await conn.execute(
         f"""WITH out AS (
@@ -62,7 +62,7 @@ async def insert_outbox_entry(conn: Connection, job: NewJob) -> None:
     )
 
 
-async def claim_entries(conn: Connection, queues: list[str] | None, limit: int) -> list[OutboxEntry]:
+async def claim_entries(conn: Executor, queues: list[str] | None, limit: int) -> list[OutboxEntry]:
     """Delete and return up to `limit` entries; call inside a transaction that commits after delivery.
 
     SKIP LOCKED lets several relays share the table without waiting on each other.
@@ -78,7 +78,7 @@ async def claim_entries(conn: Connection, queues: list[str] | None, limit: int) 
     return [OutboxEntry(**dict(r)) for r in sorted(rows, key=lambda r: r["enqueued_at"])]
 
 
-async def requeue_dead_jobs(conn: Connection, job_ids: list[str]) -> list[OutboxEntry]:
+async def requeue_dead_jobs(conn: Executor, job_ids: list[str]) -> list[OutboxEntry]:
     """Give dead jobs a fresh budget and hand them to the relay; their attempt history stays."""
     rows = await conn.fetch(
         f"""WITH requeued AS (
@@ -97,5 +97,5 @@ async def requeue_dead_jobs(conn: Connection, job_ids: list[str]) -> list[Outbox
     return [OutboxEntry(**{k: v for k, v in dict(r).items() if k != "pg_notify"}) for r in rows]
 
 
-async def count_entries(conn: Connection) -> int:
+async def count_entries(conn: Executor) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM millrace_outbox"))

@@ -11,6 +11,8 @@ from asyncpg.pool import PoolConnectionProxy
 #: what repository functions take: a plain connection or one borrowed from a pool
 Connection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 Pool: TypeAlias = "asyncpg.Pool[Any]"
+#: what a read or a single-statement write accepts: a connection, or the pool itself
+Executor: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any] | asyncpg.Pool[Any]"
 
 
 async def _init_connection(conn: asyncpg.Connection[Any]) -> None:

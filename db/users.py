@@ -8,7 +8,7 @@ from datetime import datetime
 import asyncpg
 
 from db.errors import AlreadyExists, NotFound
-from db.pool import Connection
+from db.pool import Executor
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -19,7 +19,7 @@ class User:
     created_at: datetime
 
 
-async def insert_user(conn: Connection, *, email: str, name: str) -> User:
+async def insert_user(conn: Executor, *, email: str, name: str) -> User:
     try:
         row = await conn.fetchrow(
             "INSERT INTO users (email, name) VALUES ($1, $2) RETURNING id, email, name, created_at", email, name
@@ -30,7 +30,7 @@ async def insert_user(conn: Connection, *, email: str, name: str) -> User:
     return User(**dict(row))
 
 
-async def get_user(conn: Connection, user_id: int) -> User:
+async def get_user(conn: Executor, user_id: int) -> User:
     row = await conn.fetchrow("SELECT id, email, name, created_at FROM users WHERE id = $1", user_id)
     if row is None:
         raise NotFound("user", user_id)

@@ -54,7 +54,7 @@ async def test_welcome_email_is_sent_once_when_its_job_runs_twice(
 async def test_welcome_for_a_missing_user_is_dead_at_once(
     client: JobClient, pool: Pool, database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    settings = Settings(database_url=database_url, redis_url=redis_url, eml_dir=f"{tmp_path}/mail")
+    settings = Settings(database_url=database_url, redis_url=redis_url, eml_dir=tmp_path / "mail")
     enqueued = await enqueue_welcome_email(client, user_id=4242)
     await run_emails_worker(settings)
     async with pool.acquire() as conn:
