@@ -124,11 +124,11 @@ async def run_attempt(
     ):
         started_at = datetime.now(UTC)
         started = time.perf_counter()
-        runtime.records.record_start(_started_event(runtime, attempt, started_at))
+        await runtime.records.record(_started_event(runtime, attempt, started_at))
         error = await _run_body(runtime, attempt, body, policy, timeout_s)
         duration_ms = (time.perf_counter() - started) * 1000
         outcome, status, retry_in_s = conclude(error, policy, attempt.run_attempt)
-        await runtime.records.record_finish(_finished_event(attempt, outcome, status, duration_ms, error, retry_in_s))
+        await runtime.records.record(_finished_event(attempt, outcome, status, duration_ms, error, retry_in_s))
         _log_finished(outcome, duration_ms, error, retry_in_s)
     if retry_in_s is not None:
         raise arq.worker.Retry(defer=retry_in_s)

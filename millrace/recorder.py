@@ -1,9 +1,9 @@
 """Writes attempt events to PostgreSQL in batches: group commit, never one round trip per event.
 
 Events wait in memory while a write is in flight and go out together in the next one, so the batch
-grows with the load by itself. A finishing attempt waits until its event is committed before arq
-acknowledges the job in Redis: a worker that dies afterwards cannot lose the record of a finished job.
-A starting attempt does not wait; if its worker dies before the write, the next attempt's start tells.
+grows with the load by itself. Each attempt waits for its start to be committed before its body runs,
+and for its finish before arq acknowledges the job in Redis: a worker that dies at any point leaves a
+record that says which attempt it was running, and never loses the outcome of one it finished.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class RecordWriter:
         self._pool = pool
         self._max_batch = max_batch
         self._max_retry_delay_s = max_retry_delay_s
-        self._pending: list[tuple[Event, asyncio.Future[None] | None]] = []
+        self._pending: list[tuple[Event, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -38,15 +38,12 @@ class RecordWriter:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="millrace-record-writer")
 
-    def record_start(self, event: AttemptStarted) -> None:
-        self._pending.append((event, None))
-        self._wake.set()
-
-    async def record_finish(self, event: AttemptFinished) -> None:
+    async def record(self, event: Event) -> None:
+        """Return once `event` is committed."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((event, done))
         self._wake.set()
-        # shielded: arq cancelling the job must not cancel the write of its outcome
+        # shielded: arq cancelling the job must not cancel the write of its record
         await asyncio.shield(done)
 
     async def close(self) -> None:
@@ -71,7 +68,7 @@ class RecordWriter:
                 await self._write_until_done(batch)
             self._idle.set()
 
-    async def _write_until_done(self, batch: list[tuple[Event, asyncio.Future[None] | None]]) -> None:
+    async def _write_until_done(self, batch: list[tuple[Event, asyncio.Future[None]]]) -> None:
         starts = [e for e, _ in batch if isinstance(e, AttemptStarted)]
         finishes = [e for e, _ in batch if isinstance(e, AttemptFinished)]
         delay_s = 0.05
@@ -91,7 +88,7 @@ class RecordWriter:
         self.batches_written += 1
         self.events_written += len(batch)
         for _, done in batch:
-            if done is not None and not done.done():
+            if not done.done():
                 done.set_result(None)
 
     async def _write(self, starts: list[AttemptStarted], finishes: list[AttemptFinished]) -> None:

@@ -44,6 +44,11 @@ async def test_signup_sends_the_welcome_email_once(
 
                 await wait_for(lambda: mailbox.to("ada@example.com"), timeout_s=30, what="the welcome email")
 
+                async def recorded() -> bool:
+                    return {j.status for j in await db.jobs.list_jobs(pool)} == {"succeeded"}
+
+                await wait_for(recorded, timeout_s=10, what="the job's record to say it succeeded")
+
     (welcome,) = mailbox.to("ada@example.com")
     assert welcome["Subject"] == "Welcome to Millrace, Ada"
     html = welcome.get_body(("html",))
