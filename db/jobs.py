@@ -55,7 +55,7 @@ class AttemptRecord:
     job_id: str
     attempt: int
     worker: str | None
-    started_at: datetime
+    started_at: datetime | None
     finished_at: datetime | None
     duration_ms: float | None
     outcome: Outcome | None
@@ -70,6 +70,8 @@ class AttemptStarted:
     attempt: int
     worker: str
     started_at: datetime
+    #: attempts before this budget began (dead-letter retries); earlier ones of this budget may be lost
+    attempt_base: int
     # what a record created by the worker itself (cron runs) needs; ignored when the record exists
     queue: str
     function: str
@@ -133,27 +135,41 @@ WITH s AS (
              outcome, status, finished_at, duration_ms, error_type, error_message, traceback, retry_at)
 ), latest AS (
     SELECT DISTINCT ON (job_id) * FROM s ORDER BY job_id, attempt DESC
+), latest_error AS (
+    SELECT DISTINCT ON (job_id) job_id, error_type, error_message FROM s
+    WHERE error_type IS NOT NULL ORDER BY job_id, attempt DESC
 ), upsert AS (
     INSERT INTO millrace_jobs AS j (id, queue, function, args, status, attempts, started_at, worker, enqueued_at,
                                     finished_at, run_at, last_error_type, last_error)
-    SELECT job_id, queue, function, args, coalesce(status, 'in_progress'), attempt, started_at, worker, enqueued_at,
-           CASE WHEN status IN ('succeeded', 'dead') THEN finished_at END, retry_at, error_type, error_message
-    FROM latest
+    SELECT l.job_id, queue, function, args, coalesce(status, 'in_progress'), attempt, started_at, worker, enqueued_at,
+           CASE WHEN status IN ('succeeded', 'dead') THEN finished_at END, retry_at, e.error_type, e.error_message
+    FROM latest l LEFT JOIN latest_error e USING (job_id)
     ON CONFLICT (id) DO UPDATE SET
         status = EXCLUDED.status, attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at,
         worker = EXCLUDED.worker, run_at = EXCLUDED.run_at, finished_at = EXCLUDED.finished_at,
         last_error_type = coalesce(EXCLUDED.last_error_type, j.last_error_type),
         last_error = coalesce(EXCLUDED.last_error, j.last_error), updated_at = now()
     WHERE j.attempts < EXCLUDED.attempts
-), lost AS (
-    -- an earlier attempt still open when a later one starts had its worker die under it
-    UPDATE millrace_job_attempts a SET outcome = 'lost'
-    FROM latest WHERE a.job_id = latest.job_id AND a.attempt < latest.attempt AND a.outcome IS NULL
 )
 INSERT INTO millrace_job_attempts (job_id, attempt, worker, started_at, finished_at, duration_ms, outcome,
                                    error_type, error_message, traceback)
 SELECT job_id, attempt, worker, started_at, finished_at, duration_ms, outcome, error_type, error_message, traceback
 FROM s
+ON CONFLICT DO NOTHING
+"""
+
+# Run only for starts that are not the first of their budget, so the hot path never pays for it.
+_MARK_EARLIER_LOST = """
+WITH s AS (
+    SELECT * FROM unnest($1::text[], $2::int[], $3::int[]) AS s(job_id, attempt, attempt_base)
+), open_rows AS (
+    -- an earlier attempt still open when a later one starts had its worker die under it
+    UPDATE millrace_job_attempts a SET outcome = 'lost'
+    FROM s WHERE a.job_id = s.job_id AND a.attempt < s.attempt AND a.outcome IS NULL
+)
+-- an earlier attempt with no row at all: its worker died before its start was written
+INSERT INTO millrace_job_attempts (job_id, attempt, outcome)
+SELECT s.job_id, n, 'lost' FROM s, generate_series(s.attempt_base + 1, s.attempt - 1) AS n
 ON CONFLICT DO NOTHING
 """
 
@@ -190,11 +206,19 @@ def _text(value: str | None, limit: int) -> str | None:
 async def apply_attempt_events(
     conn: Executor, starts: Sequence[AttemptStarted], finishes: Sequence[AttemptFinished]
 ) -> None:
-    """Apply a batch of attempt events in at most two statements; idempotent, so a failed batch is retried."""
+    """Apply a batch of attempt events in two statements at most (three with retries); idempotent."""
     finish_of = {(f.job_id, f.attempt): f for f in finishes}
     paired = [(s, finish_of.pop((s.job_id, s.attempt), None)) for s in starts]
     if paired:
         await conn.execute(_APPLY_STARTS, *_start_columns(paired))
+    later = [s for s in starts if s.attempt > s.attempt_base + 1]
+    if later:  # after the starts: a record the worker creates (a cron run) exists only from then on
+        await conn.execute(
+            _MARK_EARLIER_LOST,
+            [s.job_id for s in later],
+            [s.attempt for s in later],
+            [s.attempt_base for s in later],
+        )
     if finish_of:
         await conn.execute(_APPLY_FINISHES, *_finish_columns(list(finish_of.values())))
 

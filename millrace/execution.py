@@ -124,7 +124,7 @@ async def run_attempt(
     ):
         started_at = datetime.now(UTC)
         started = time.perf_counter()
-        await runtime.records.record(_started_event(runtime, attempt, started_at))
+        runtime.records.record_soon(_started_event(runtime, attempt, started_at))
         error = await _run_body(runtime, attempt, body, policy, timeout_s)
         duration_ms = (time.perf_counter() - started) * 1000
         outcome, status, retry_in_s = conclude(error, policy, attempt.run_attempt)
@@ -176,6 +176,7 @@ def _started_event(runtime: WorkerRuntime[Any], attempt: Attempt, started_at: da
     return AttemptStarted(
         job_id=attempt.record_id,
         attempt=attempt.attempt,
+        attempt_base=attempt.attempt - attempt.run_attempt,
         worker=runtime.worker_name,
         started_at=started_at,
         queue=attempt.queue,

@@ -1,9 +1,13 @@
 """Writes attempt events to PostgreSQL in batches: group commit, never one round trip per event.
 
 Events wait in memory while a write is in flight and go out together in the next one, so the batch
-grows with the load by itself. Each attempt waits for its start to be committed before its body runs,
-and for its finish before arq acknowledges the job in Redis: a worker that dies at any point leaves a
-record that says which attempt it was running, and never loses the outcome of one it finished.
+grows with the load by itself. A finishing attempt waits until its event is committed before arq
+acknowledges the job in Redis: a worker that dies afterwards cannot lose the record of a finished job.
+
+A starting attempt does not wait. arq starts jobs only while it has free slots within one poll, so a
+job that held its slot for one more commit would cut a worker to `max_jobs / poll_delay` jobs a second.
+If the worker dies before the start is written (it usually is within a millisecond), the next attempt's
+start records the missing one as lost, with its time and worker unknown.
 """
 
 from __future__ import annotations
@@ -37,6 +41,11 @@ class RecordWriter:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="millrace-record-writer")
+
+    def record_soon(self, event: Event) -> None:
+        """Queue `event` for the next batch, without waiting for it."""
+        self._pending.append((event, asyncio.get_running_loop().create_future()))
+        self._wake.set()
 
     async def record(self, event: Event) -> None:
         """Return once `event` is committed."""

@@ -30,7 +30,8 @@ CREATE TABLE millrace_job_attempts (
     job_id        text NOT NULL REFERENCES millrace_jobs (id) ON DELETE CASCADE,
     attempt       integer NOT NULL,
     worker        text,
-    started_at    timestamptz NOT NULL,
+    -- NULL only for a lost attempt whose start was never written (its worker died within milliseconds)
+    started_at    timestamptz,
     finished_at   timestamptz,
     duration_ms   double precision,
     -- NULL while running; 'lost' when a later attempt started without this one finishing (its worker died)

@@ -24,9 +24,10 @@ async def test_job_of_a_killed_worker_is_completed_by_another(
         enqueued = await client.enqueue(app.SLEEPY, {"seconds": 2})
 
         async def started() -> bool:
-            return len(await effects(pool, "start")) == 1
+            attempts = await db.jobs.list_attempts(pool, enqueued.id)
+            return len(attempts) == 1 and len(await effects(pool, "start")) == 1
 
-        await wait_for(started, timeout_s=20, what="the first attempt to start")
+        await wait_for(started, timeout_s=20, what="the first attempt to start and be recorded")
         first.kill()
         second = start("arq", "tests.sample.worker.NoCronWorker")
 
