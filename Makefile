@@ -6,7 +6,7 @@ TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 TEST_REDIS_URL ?= redis://127.0.0.1:6379
 export TEST_DATABASE_URL TEST_REDIS_URL
 
-.PHONY: install run test lint bench clean
+.PHONY: install run stop test lint bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,6 +18,9 @@ install: $(STAMP)
 
 run: install
 	scripts/run.sh
+
+stop:  # the private PostgreSQL and Redis that `make run` may have started in .local/
+	python3 scripts/services.py --stop
 
 test: install
 	$(BIN)/python scripts/services.py --database-url $(TEST_DATABASE_URL) --redis-url $(TEST_REDIS_URL)

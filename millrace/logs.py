@@ -48,6 +48,8 @@ def configure_logging(log_format: LogFormat = "console", level: str = "INFO") ->
         named.handlers[:] = []
         named.propagate = True
     logging.getLogger("arq.worker").setLevel(logging.WARNING)
+    # one line per HTTP request is the access log's job, not the client's
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _keep(_logger: object, _name: str, event_dict: structlog.typing.EventDict) -> structlog.typing.EventDict:

@@ -129,12 +129,34 @@ def create_database(url: str) -> None:
     asyncio.run(create())
 
 
+def stop_private() -> None:
+    """Stop the private servers this script started, by their pid files; the machine's own stay up."""
+    redis_pid = LOCAL / "redis" / "redis.pid"
+    if redis_pid.exists():
+        try:
+            os.kill(int(redis_pid.read_text().strip()), 15)
+            print("stopped the private redis-server")
+        except ProcessLookupError:
+            pass
+        redis_pid.unlink(missing_ok=True)
+    data = LOCAL / "postgres" / "data"
+    pg_ctl = postgres_bin("pg_ctl")
+    if (data / "postmaster.pid").exists() and pg_ctl is not None:
+        subprocess.run(as_postgres_user([pg_ctl, "-D", str(data), "-m", "fast", "stop"]), check=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database-url", required=True)
-    parser.add_argument("--redis-url", required=True)
+    parser.add_argument("--database-url")
+    parser.add_argument("--redis-url")
     parser.add_argument("--create-database", action="store_true")
+    parser.add_argument("--stop", action="store_true", help="stop the private servers in .local/")
     args = parser.parse_args()
+    if args.stop:
+        stop_private()
+        return
+    if not (args.database_url and args.redis_url):
+        parser.error("--database-url and --redis-url are required")
     ensure_redis(args.redis_url)
     ensure_postgres(args.database_url)
     if args.create_database:
