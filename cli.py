@@ -102,6 +102,18 @@ async def cmd_jobs_show(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_jobs_cancel(settings: Settings, args: argparse.Namespace) -> int:
+    async with JobClient.open(redis_url=str(settings.redis_url), database_url=str(settings.database_url)) as client:
+        outcome = await client.cancel(args.id)
+    messages = {
+        "cancelled": "cancelled",
+        "running": "not cancelled: a worker is running it",
+        "not_pending": "not cancelled: no pending job with this id",
+    }
+    print(f"{args.id}: {messages[outcome]}", file=sys.stdout if outcome == "cancelled" else sys.stderr)
+    return 0 if outcome == "cancelled" else 1
+
+
 async def cmd_dead_list(settings: Settings, args: argparse.Namespace) -> int:
     conn = await db.pool.connect(str(settings.database_url))
     try:
@@ -182,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("id")
     show.add_argument("--json", action="store_true")
     show.set_defaults(run=cmd_jobs_show)
+    cancel = jobs.add_parser("cancel", help="cancel a job that has not started")
+    cancel.add_argument("id")
+    cancel.set_defaults(run=cmd_jobs_cancel)
 
     dead = sub.add_parser("dead", help="dead letters").add_subparsers(dest="dead_command", required=True)
     for name, run in (("list", cmd_dead_list), ("retry", cmd_dead_retry)):

@@ -349,3 +349,20 @@ async def delete_finished_before(conn: Executor, cutoff: datetime, *, batch: int
         batch,
     )
     return int(deleted)
+
+
+async def mark_cancelled(conn: Executor, job_id: str) -> JobRecord | None:
+    """Cancel a job that has not started (or waits for a retry); None if it is not pending.
+
+    Call inside a transaction that commits only once the job is also out of Redis.
+    """
+    row = await conn.fetchrow(
+        f"""UPDATE millrace_jobs SET status = 'cancelled', finished_at = now(), run_at = NULL, updated_at = now()
+            WHERE id = $1 AND status = ANY($2::text[]) RETURNING {_JOB_COLUMNS}""",
+        job_id,
+        list(PENDING_STATUSES),
+    )
+    if row is None:
+        return None
+    await conn.execute("DELETE FROM millrace_outbox WHERE job_id = $1", job_id)
+    return _job(row)

@@ -21,6 +21,7 @@ from db.jobs import NewJob
 from db.pool import Connection, Pool
 from millrace import dispatch, payload
 from millrace.declare import JobArgs, JobRef
+from millrace.queues import REDIS_QUEUE_PREFIX
 
 A = TypeVar("A", bound=JobArgs)
 log = structlog.get_logger(__name__)
@@ -33,6 +34,10 @@ class EnqueuedJob:
     created: bool
     #: "redis": in the queue now; "outbox": delivered by the relay once the transaction commits
     via: Literal["redis", "outbox"]
+
+
+class _StartedMeanwhile(Exception):
+    pass
 
 
 class JobClient:
@@ -87,6 +92,20 @@ class JobClient:
         if not created:
             return EnqueuedJob(id=job_id, created=False, via="redis")
         return await self._push_or_hand_to_relay(ref, new)
+
+    async def cancel(self, job_id: str) -> Literal["cancelled", "running", "not_pending"]:
+        """Cancel a job that has not started yet, or that waits for its next attempt."""
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                job = await db.jobs.mark_cancelled(conn, job_id)
+                if job is None:
+                    return "not_pending"
+                redis_id = payload.redis_job_id(job.id, job.attempt_base)
+                if not await dispatch.remove_unstarted(self.redis, redis_id, REDIS_QUEUE_PREFIX + job.queue):
+                    raise _StartedMeanwhile  # leaving the transaction by an exception undoes the cancel
+        except _StartedMeanwhile:
+            return "running"
+        return "cancelled"
 
     async def _push_or_hand_to_relay(self, ref: JobRef[Any], new: NewJob) -> EnqueuedJob:
         try:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from arq.connections import ArqRedis
-from arq.constants import expires_extra_ms, job_key_prefix, result_key_prefix
+from arq.constants import expires_extra_ms, in_progress_key_prefix, job_key_prefix, result_key_prefix
 
 _ENQUEUE_LUA = """
 local created = {}
@@ -67,3 +67,20 @@ async def push(redis: ArqRedis, jobs: Sequence[Dispatch]) -> list[bool]:
         result = await script(keys=keys, args=argv)
         created += [bool(flag) for flag in result]
     return created
+
+
+_REMOVE_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+return 1
+"""
+
+
+async def remove_unstarted(redis: ArqRedis, redis_job_id: str, queue_key: str) -> bool:
+    """Take a job out of its queue unless a worker has started it; False if one has."""
+    script = redis.register_script(_REMOVE_LUA)
+    keys = [in_progress_key_prefix + redis_job_id, job_key_prefix + redis_job_id, queue_key]
+    return bool(await script(keys=keys, args=[redis_job_id]))

@@ -115,7 +115,7 @@ async def test_delay_defers_the_job(client: JobClient, pool: Pool, redis_url: st
     enqueued = await client.enqueue(app.NOOP, {}, delay_s=60)
     async with pool.acquire() as conn:
         assert (await db.jobs.get_job(conn, enqueued.id)).status == "deferred"
-    score = await redis.asyncio.Redis.from_url(redis_url).zscore(app.TESTQ.redis_key, enqueued.id)
+    score = await client.redis.zscore(app.TESTQ.redis_key, enqueued.id)
     assert score is not None
     assert score / 1000 - time.time() > 55
 

@@ -24,7 +24,7 @@ async def test_invalid_arguments_are_refused_at_enqueue_naming_the_field(
     with pytest.raises(InvalidJobArguments, match=r"surprise: Extra inputs are not permitted"):
         await client.enqueue(app.FLAKY, {"fail_times": 1, "surprise": True})
     assert await db.jobs.list_jobs(pool) == []
-    assert await redis.asyncio.Redis.from_url(redis_url).zcard(app.TESTQ.redis_key) == 0
+    assert await client.redis.zcard(app.TESTQ.redis_key) == 0
 
 
 async def plant(redis_url: str, job_id: str, raw: bytes) -> None:
