@@ -27,16 +27,7 @@ def arq_cron_name(definition: CronDefinition[Any]) -> str:
 
 
 def next_tick(schedule: CronSchedule, after: datetime) -> datetime:
-    return next_cron(
-        after,
-        month=schedule.month,
-        day=schedule.day,
-        weekday=schedule.weekday,
-        hour=schedule.hour,
-        minute=schedule.minute,
-        second=schedule.second,
-        microsecond=0,
-    )
+    return next_cron(after, **schedule.arq_fields())
 
 
 def latest_missed_tick(schedule: CronSchedule, last_run: datetime, now: datetime) -> datetime | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypedDict, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -75,6 +75,16 @@ Missed = Literal["skip", "run_once"]
 CronField = int | set[int] | None
 
 
+class CronFields(TypedDict):
+    month: CronField
+    day: CronField
+    weekday: CronField
+    hour: CronField
+    minute: CronField
+    second: CronField
+    microsecond: int
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CronSchedule:
     """Fields as in arq.cron: None means every value; `second` defaults to 0."""
@@ -85,6 +95,11 @@ class CronSchedule:
     hour: CronField = None
     minute: CronField = None
     second: CronField = 0
+
+    def arq_fields(self) -> CronFields:
+        """The keyword arguments arq's `cron()` and `next_cron()` take; ticks fall on whole seconds."""
+        return CronFields(month=self.month, day=self.day, weekday=self.weekday, hour=self.hour,
+                          minute=self.minute, second=self.second, microsecond=0)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -115,17 +115,10 @@ def _class_name(queue: Queue) -> str:
 
 
 def _arq_cron(definition: CronDefinition[Any]) -> CronJob:
-    schedule = definition.schedule
     return arq.cron(
         cast(WorkerCoroutine, execution.cron_handler(definition)),
         name=cron_catchup.arq_cron_name(definition),
-        month=schedule.month,
-        day=schedule.day,
-        weekday=schedule.weekday,
-        hour=schedule.hour,
-        minute=schedule.minute,
-        second=schedule.second,
-        microsecond=0,
+        **definition.schedule.arq_fields(),
         unique=True,
         timeout=definition.timeout_s + execution.ARQ_TIMEOUT_GRACE_S,
         max_tries=execution.ARQ_MAX_TRIES,

@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
 
 import db.migrate
 import db.pool
-from tests.conftest import ADMIN_DATABASE_URL, with_database
+from tests.conftest import scratch_database
 
 
 @pytest.fixture
 async def empty_database_url() -> AsyncIterator[str]:
-    name = f"millrace_m_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(ADMIN_DATABASE_URL)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    yield with_database(ADMIN_DATABASE_URL, name)
-    await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    await admin.close()
+    async with scratch_database() as url:
+        yield url
 
 
 async def migrate(url: str) -> list[str]:
