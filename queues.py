@@ -5,7 +5,10 @@ from __future__ import annotations
 from millrace.queues import Queue
 
 EMAILS = Queue(name="emails", concurrency=10, timeout_s=60)
+WEBHOOKS = Queue(name="webhooks", concurrency=20, timeout_s=30)
+NOTIFICATIONS = Queue(name="notifications", concurrency=10, timeout_s=30)
+INTEGRATIONS = Queue(name="integrations", concurrency=5, timeout_s=30)
 MAINTENANCE = Queue(name="maintenance", concurrency=2, timeout_s=600)
 
 # A queue is added here when its first job is: every queue gets a worker line in the Procfile.
-ALL = (EMAILS, MAINTENANCE)
+ALL = (EMAILS, WEBHOOKS, NOTIFICATIONS, INTEGRATIONS, MAINTENANCE)

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     # How long arq keeps a finished job's id: redeliveries within it are recognised and dropped.
     keep_result_s: int = 3600
 
-    email_backend: Literal["eml", "smtp"] = "eml"
+    email_backend: Literal["eml", "smtp", "http"] = "eml"
     email_from: str = "Millrace <noreply@millrace.local>"
     eml_dir: Path = Path("var/outbox-mail")
     smtp_host: str = "127.0.0.1"
@@ -45,3 +45,23 @@ class Settings(BaseSettings):
 
     web_host: str = "127.0.0.1"
     web_port: int = 8000
+
+    # Webhooks: several secrets per provider while a key rotates, e.g. {"stripe": ["whsec_new", "whsec_old"]}
+    webhook_secrets: dict[str, list[SecretStr]] = Field(default_factory=dict)
+    webhook_tolerance_s: int = 300
+    webhook_max_body_bytes: int = 256 * 1024
+
+    # Who hears about signups, subscriptions and failed payments
+    admin_email: str = "admin@millrace.local"
+
+    # Outbound HTTP to providers: one client per process, with explicit timeouts
+    http_timeout_s: float = 10.0
+    email_api_url: str | None = None
+    email_api_token: SecretStr | None = None
+    crm_api_url: str | None = None
+    crm_api_token: SecretStr | None = None
+    sms_api_url: str | None = None
+    sms_api_token: SecretStr | None = None
+    # Hosts that user-supplied URLs may reach although they resolve to private or loopback addresses
+    # (tests and local development only; the SSRF guard refuses such addresses otherwise)
+    outbound_allowed_hosts: list[str] = Field(default_factory=list)

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from db.pool import Pool
+from millrace.client import JobClient
 from millrace.context import JobContext
 from millrace.declare import JobArgs, JobRef, NoArgs, job
 from millrace.queues import Queue
@@ -32,7 +32,7 @@ class Probe:
 
 
 @asynccontextmanager
-async def open_probe(_pool: Pool, probe: Probe) -> AsyncIterator[Probe]:
+async def open_probe(_jobs: JobClient, probe: Probe) -> AsyncIterator[Probe]:
     yield probe
 
 

@@ -27,7 +27,6 @@ from arq.connections import RedisSettings, create_pool
 import db.migrate
 import db.pool
 from bench import apps
-from db.pool import Pool
 from millrace import relay
 from millrace.client import JobClient
 from millrace.declare import collect
@@ -85,8 +84,8 @@ def millrace_settings(redis_url: str, database_url: str, probe: apps.Probe) -> t
         redis_url=redis_url, database_url=database_url, poll_delay_s=POLL_DELAY_S, configure_logging=False
     )
 
-    def services(pool: Pool) -> AbstractAsyncContextManager[apps.Probe]:
-        return apps.open_probe(pool, probe)
+    def services(jobs: JobClient) -> AbstractAsyncContextManager[apps.Probe]:
+        return apps.open_probe(jobs, probe)
 
     return worker_settings(apps.BENCH, jobs=jobs, config=config, services=services)
 

@@ -1,21 +1,29 @@
-"""Email jobs: render a jinja2 template (HTML and text parts) and send it once."""
+"""Email jobs: render a jinja2 template (HTML and text parts, shared layout) and send it once.
+
+"Once" is per (template, recipient, idempotency key): a `sent_emails` row, locked while sending, makes
+a second run of the same job (a redelivery, a retry after a crash) find the email sent and stop.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Any
 
 import structlog
 
+import db.billing
 import db.emails
 import db.users
 from db.errors import NotFound
+from jobs.pdf import format_amount, invoice_pdf
 from jobs.services import Services
 from millrace.context import JobContext
 from millrace.declare import job
 from millrace.retry import RetryPolicy, exponential
-from producers.emails import SEND_WELCOME_EMAIL, WelcomeEmailArgs
+from producers import emails as intents
 
 log = structlog.get_logger(__name__)
 
@@ -23,29 +31,134 @@ log = structlog.get_logger(__name__)
 EMAIL_RETRY = RetryPolicy(attempts=5, backoff=exponential(first_s=10, factor=6, cap_s=3600), give_up_on=(NotFound,))
 
 
-@job(SEND_WELCOME_EMAIL, retry=EMAIL_RETRY, timeout_s=30)
-async def send_welcome_email(ctx: JobContext[Services], args: WelcomeEmailArgs) -> None:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attachment:
+    filename: str
+    content: bytes
+    maintype: str
+    subtype: str
+
+
+@job(intents.SEND_WELCOME_EMAIL, retry=EMAIL_RETRY, timeout_s=30)
+async def send_welcome_email(ctx: JobContext[Services], args: intents.WelcomeEmailArgs) -> None:
+    user = await _user(ctx, args.user_id)
+    await send_once(ctx, "welcome", to=user.email, key=str(user.id), context={"user": user})
+
+
+@job(intents.SEND_PASSWORD_RESET_EMAIL, retry=EMAIL_RETRY, timeout_s=30)
+async def send_password_reset_email(ctx: JobContext[Services], args: intents.PasswordResetEmailArgs) -> None:
+    user = await _user(ctx, args.user_id)
+    reset_url = f"http://{ctx.services.settings.web_host}:{ctx.services.settings.web_port}/reset/{args.reset_id}"
+    await send_once(ctx, "password_reset", to=user.email, key=args.reset_id,
+                    context={"user": user, "reset_url": reset_url})  # fmt: skip
+
+
+@job(intents.SEND_RECEIPT_EMAIL, retry=EMAIL_RETRY, timeout_s=60)
+async def send_receipt_email(ctx: JobContext[Services], args: intents.ReceiptEmailArgs) -> None:
+    async with ctx.services.db.acquire() as conn:
+        invoice = await db.billing.get_invoice(conn, args.invoice_id)
+        user = await db.users.get_user(conn, invoice.user_id)
+    pdf = Attachment(filename=f"invoice-{invoice.id}.pdf", content=invoice_pdf(invoice, user),
+                     maintype="application", subtype="pdf")  # fmt: skip
+    amount = format_amount(invoice.amount_cents, invoice.currency)
+    await send_once(ctx, "receipt", to=user.email, key=invoice.id,
+                    context={"user": user, "invoice": invoice, "amount": amount}, attachments=[pdf])  # fmt: skip
+
+
+@job(intents.SEND_DAILY_SUMMARY_EMAIL, retry=EMAIL_RETRY, timeout_s=30)
+async def send_daily_summary_email(ctx: JobContext[Services], args: intents.SummaryEmailArgs) -> None:
+    user = await _user(ctx, args.user_id)
+    lines = await _summary_lines(ctx, user.id)
+    await send_once(ctx, "daily_summary", to=user.email, key=args.period_start.isoformat(),
+                    context={"user": user, "day": args.period_start.isoformat(), "lines": lines})  # fmt: skip
+
+
+@job(intents.SEND_WEEKLY_SUMMARY_EMAIL, retry=EMAIL_RETRY, timeout_s=30)
+async def send_weekly_summary_email(ctx: JobContext[Services], args: intents.SummaryEmailArgs) -> None:
+    user = await _user(ctx, args.user_id)
+    lines = await _summary_lines(ctx, user.id)
+    await send_once(ctx, "weekly_summary", to=user.email, key=args.period_start.isoformat(),
+                    context={"user": user, "week": args.period_start.isoformat(), "lines": lines})  # fmt: skip
+
+
+@job(intents.SEND_TRIAL_EXPIRED_EMAIL, retry=EMAIL_RETRY, timeout_s=30)
+async def send_trial_expired_email(ctx: JobContext[Services], args: intents.TrialExpiredEmailArgs) -> None:
     async with ctx.services.db.acquire() as conn:
         user = await db.users.get_user(conn, args.user_id)
-    message = await render_email(ctx.services, "welcome", to=user.email, context={"user": user})
-    await send_once(ctx, message, template="welcome", idempotency_key=str(user.id))
+        subscription = await db.billing.get_subscription(conn, args.user_id)
+    ended = "-" if subscription.trial_ends_at is None else f"{subscription.trial_ends_at:%Y-%m-%d}"
+    await send_once(ctx, "trial_expired", to=user.email, key="trial", context={"user": user, "ended": ended})
 
 
-async def render_email(services: Services, template: str, *, to: str, context: dict[str, Any]) -> EmailMessage:
+@job(intents.SEND_INVOICE_REMINDER_EMAIL, retry=EMAIL_RETRY, timeout_s=30)
+async def send_invoice_reminder_email(ctx: JobContext[Services], args: intents.InvoiceReminderEmailArgs) -> None:
+    async with ctx.services.db.acquire() as conn:
+        invoice = await db.billing.get_invoice(conn, args.invoice_id)
+        user = await db.users.get_user(conn, invoice.user_id)
+    if invoice.status == "paid":
+        log.info("invoice_reminder_not_needed", invoice_id=invoice.id)
+        return
+    amount = format_amount(invoice.amount_cents, invoice.currency)
+    await send_once(ctx, "invoice_reminder", to=user.email, key=f"{invoice.id}:{args.days_open}",
+                    context={"user": user, "invoice": invoice, "amount": amount, "days": args.days_open})  # fmt: skip
+
+
+_ADMIN_TITLES = {
+    "new_user": "New signup",
+    "subscription_started": "Subscription started",
+    "payment_failed": "Payment failed",
+    "subscription_canceled": "Subscription canceled",
+}
+
+
+@job(intents.SEND_ADMIN_EMAIL, retry=EMAIL_RETRY, timeout_s=30)
+async def send_admin_email(ctx: JobContext[Services], args: intents.AdminEmailArgs) -> None:
+    user = await _user(ctx, args.user_id)
+    lines = [f"User {user.id}: {user.name} <{user.email}>", f"Event: {args.event_key}"]
+    await send_once(ctx, "admin_event", to=ctx.services.settings.admin_email, key=f"{args.kind}:{args.event_key}",
+                    context={"title": _ADMIN_TITLES[args.kind], "lines": lines})  # fmt: skip
+
+
+async def _user(ctx: JobContext[Services], user_id: int) -> db.users.User:
+    async with ctx.services.db.acquire() as conn:
+        return await db.users.get_user(conn, user_id)
+
+
+async def _summary_lines(ctx: JobContext[Services], user_id: int) -> list[str]:
+    async with ctx.services.db.acquire() as conn:
+        unread = await conn.fetchval(
+            "SELECT count(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL", user_id
+        )
+    return [f"{unread} unread notification(s)"]
+
+
+def render_email(services: Services, template: str, *, to: str, context: dict[str, Any]) -> EmailMessage:
     env = services.templates
     message = EmailMessage()
-    message["Subject"] = (await env.get_template(f"emails/{template}.subject").render_async(context)).strip()
+    message["Subject"] = env.get_template(f"emails/{template}.subject").render(context).strip()
     message["From"] = services.settings.email_from
     message["To"] = to
     message["Message-ID"] = make_msgid(domain="millrace.local")
-    message.set_content(await env.get_template(f"emails/{template}.txt").render_async(context))
-    message.add_alternative(await env.get_template(f"emails/{template}.html").render_async(context), subtype="html")
+    message.set_content(env.get_template(f"emails/{template}.txt").render(context))
+    message.add_alternative(env.get_template(f"emails/{template}.html").render(context), subtype="html")
     return message
 
 
-async def send_once(ctx: JobContext[Services], message: EmailMessage, *, template: str, idempotency_key: str) -> None:
+async def send_once(
+    ctx: JobContext[Services],
+    template: str,
+    *,
+    to: str,
+    key: str,
+    context: dict[str, Any],
+    attachments: Sequence[Attachment] = (),
+) -> None:
     """Send unless this (template, recipient, key) was sent before; a concurrent run waits, then skips."""
-    guard = {"template": template, "recipient": str(message["To"]), "idempotency_key": idempotency_key}
+    message = render_email(ctx.services, template, to=to, context=context)
+    for attachment in attachments:
+        message.add_attachment(attachment.content, maintype=attachment.maintype, subtype=attachment.subtype,
+                               filename=attachment.filename)  # fmt: skip
+    guard = {"template": template, "recipient": to, "idempotency_key": key}
     async with ctx.services.db.acquire() as conn, conn.transaction():
         if not await db.emails.lock_unsent(conn, **guard, job_id=ctx.job_id):
             log.info("email_already_sent", template=template)

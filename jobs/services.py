@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import httpx
 import jinja2
 
 from db.pool import Pool
 from jobs.mail import EmailBackend, backend_from
+from millrace.client import JobClient
 from settings import Settings
 
 
@@ -17,6 +19,9 @@ from settings import Settings
 class Services:
     settings: Settings
     db: Pool
+    #: for follow-up jobs, enqueued in the job's own transaction
+    jobs: JobClient
+    http: httpx.AsyncClient
     mailer: EmailBackend
     templates: jinja2.Environment
 
@@ -26,10 +31,19 @@ def template_environment() -> jinja2.Environment:
         loader=jinja2.PackageLoader("jobs", "templates"),
         autoescape=jinja2.select_autoescape(["html"]),
         undefined=jinja2.StrictUndefined,  # a missing variable is an error, not an empty hole in an email
-        enable_async=True,
     )
 
 
 @asynccontextmanager
-async def open_services(settings: Settings, pool: Pool) -> AsyncIterator[Services]:
-    yield Services(settings=settings, db=pool, mailer=backend_from(settings), templates=template_environment())
+async def open_services(settings: Settings, jobs: JobClient) -> AsyncIterator[Services]:
+    # explicit timeouts: a provider that hangs must fail the attempt, not hold the worker slot forever
+    timeout = httpx.Timeout(settings.http_timeout_s, connect=min(settings.http_timeout_s, 5.0))
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
+        yield Services(
+            settings=settings,
+            db=jobs.pool,
+            jobs=jobs,
+            http=http,
+            mailer=backend_from(settings, http),
+            templates=template_environment(),
+        )

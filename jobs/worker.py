@@ -5,10 +5,11 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 
 import queues
-from db.pool import Pool
-from jobs import emails, maintenance
+from jobs import emails, maintenance, payments
 from jobs.services import Services, open_services
+from millrace.client import JobClient
 from millrace.declare import collect
+from millrace.queues import Queue
 from millrace.worker import WorkerConfig, worker_settings
 from settings import Settings
 
@@ -30,16 +31,19 @@ def worker_config(settings: Settings) -> WorkerConfig:
 # The arq command imports this module and reads the classes below from it, so this module is the
 # workers' entry point, and the one place they read Settings.
 settings = Settings()
-_jobs, _crons = collect([emails, maintenance])
+_jobs, _crons = collect([emails, maintenance, payments])
 
 
-def _services(pool: Pool) -> AbstractAsyncContextManager[Services]:
-    return open_services(settings, pool)
+def _services(jobs: JobClient) -> AbstractAsyncContextManager[Services]:
+    return open_services(settings, jobs)
 
 
-EmailsWorker = worker_settings(
-    queues.EMAILS, jobs=_jobs, crons=_crons, config=worker_config(settings), services=_services
-)
-MaintenanceWorker = worker_settings(
-    queues.MAINTENANCE, jobs=_jobs, crons=_crons, config=worker_config(settings), services=_services
-)
+def _for(queue: Queue) -> type:
+    return worker_settings(queue, jobs=_jobs, crons=_crons, config=worker_config(settings), services=_services)
+
+
+EmailsWorker = _for(queues.EMAILS)
+WebhooksWorker = _for(queues.WEBHOOKS)
+NotificationsWorker = _for(queues.NOTIFICATIONS)
+IntegrationsWorker = _for(queues.INTEGRATIONS)
+MaintenanceWorker = _for(queues.MAINTENANCE)

@@ -15,8 +15,8 @@ from arq.cron import CronJob
 from arq.typing import WorkerCoroutine
 
 import db.pool
-from db.pool import Pool
 from millrace import cron_catchup, execution, payload
+from millrace.client import JobClient
 from millrace.declare import CronDefinition, JobDefinition
 from millrace.logs import LogFormat, configure_logging
 from millrace.queues import Queue
@@ -27,7 +27,8 @@ from millrace.runtime import RUNTIME_KEY, WorkerRuntime, worker_name
 S = TypeVar("S")
 log = structlog.get_logger(__name__)
 
-ServicesFactory = Callable[[Pool], AbstractAsyncContextManager[S]]
+#: builds the application's services once per worker, from a JobClient on the worker's own pools
+ServicesFactory = Callable[[JobClient], AbstractAsyncContextManager[S]]
 _STACK_KEY = "millrace_exit_stack"
 
 
@@ -151,7 +152,7 @@ async def _start_runtime(
     )
     relay.start()
     stack.push_async_callback(relay.close)
-    app_services = await stack.enter_async_context(services(pool))
+    app_services = await stack.enter_async_context(services(JobClient(redis=ctx["redis"], pool=pool)))
     runtime = WorkerRuntime(
         queue=queue,
         worker_name=worker_name(queue),

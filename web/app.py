@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
@@ -12,18 +11,12 @@ from pydantic import BaseModel, Field
 import db.pool
 import db.users
 from db.errors import AlreadyExists, NotFound
-from db.pool import Pool
 from millrace.client import JobClient
 from millrace.logs import configure_logging
 from producers.emails import enqueue_welcome_email
 from settings import Settings
-from web import status_page
-
-
-@dataclass(frozen=True, slots=True)
-class AppState:
-    pool: Pool
-    jobs: JobClient
+from web import status_page, webhooks
+from web.state import AppState, state_of
 
 
 class SignupRequest(BaseModel):
@@ -42,11 +35,6 @@ class UserResponse(BaseModel):
     name: str
 
 
-def state_of(request: Request) -> AppState:
-    state: AppState = request.app.state.millrace
-    return state
-
-
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -54,7 +42,7 @@ def create_app(settings: Settings) -> FastAPI:
         pool = await db.pool.create_pool(str(settings.database_url), max_size=settings.database_pool_max_size)
         try:
             async with JobClient.open(redis_url=str(settings.redis_url), pool=pool) as jobs:
-                app.state.millrace = AppState(pool=pool, jobs=jobs)
+                app.state.millrace = AppState(settings=settings, pool=pool, jobs=jobs)
                 yield
         finally:
             await pool.close()
@@ -63,6 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_api_route("/users", signup, methods=["POST"], status_code=201)
     app.add_api_route("/users/{user_id}", get_user, methods=["GET"])
     app.add_api_route("/healthz", healthz, methods=["GET"])
+    app.add_api_route("/webhooks/{provider}", webhooks.receive_webhook, methods=["POST"])
     app.mount("/status", status_page.router(lambda request: state_of(request).pool))
     return app
 

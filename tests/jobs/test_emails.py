@@ -26,7 +26,7 @@ async def run_emails_worker(settings: Settings) -> None:
         redis_url=str(settings.redis_url), database_url=str(settings.database_url), configure_logging=False
     )
     worker_class = worker_settings(
-        queues.EMAILS, jobs=jobs, config=config, services=lambda pool: open_services(settings, pool)
+        queues.EMAILS, jobs=jobs, config=config, services=lambda jobs: open_services(settings, jobs)
     )
     worker = arq.worker.create_worker(worker_class, burst=True, handle_signals=False, poll_delay=0.01)
     try:

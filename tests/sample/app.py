@@ -15,6 +15,7 @@ from typing import Literal
 import structlog
 
 from db.pool import Pool
+from millrace.client import JobClient
 from millrace.context import JobContext
 from millrace.declare import CronSchedule, JobArgs, JobRef, NoArgs, cron, job
 from millrace.errors import RetryAfter
@@ -38,8 +39,8 @@ class SampleServices:
 
 
 @asynccontextmanager
-async def open_services(pool: Pool) -> AsyncIterator[SampleServices]:
-    yield SampleServices(db=pool)
+async def open_services(jobs: JobClient) -> AsyncIterator[SampleServices]:
+    yield SampleServices(db=jobs.pool)
 
 
 async def note(ctx: JobContext[SampleServices], kind: str) -> None:

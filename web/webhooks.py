@@ -1,0 +1,70 @@
+"""POST /webhooks/{provider}: verify, store once in the inbox, enqueue processing, answer 200."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from fastapi import HTTPException, Request
+from fastapi.responses import JSONResponse
+
+import db.webhooks
+from producers.payments import enqueue_webhook_processing
+from web.signatures import SignatureError, verify
+from web.state import state_of
+
+log = structlog.get_logger(__name__)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused past `limit` bytes whatever Content-Length claims."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLarge
+    return bytes(body)
+
+
+def parse_event(body: bytes) -> tuple[str, str, datetime, dict[str, Any]]:
+    try:
+        event = json.loads(body)
+        return str(event["id"]), str(event["type"]), datetime.fromtimestamp(int(event["created"]), tz=UTC), event
+    except (ValueError, KeyError, TypeError) as error:
+        raise HTTPException(400, "malformed event") from error
+
+
+async def receive_webhook(provider: str, request: Request) -> JSONResponse:
+    state = state_of(request)
+    settings = state.settings
+    secrets = [s.get_secret_value() for s in settings.webhook_secrets.get(provider, [])]
+    if not secrets:
+        raise HTTPException(404, "unknown webhook provider")
+    try:
+        body = await read_body(request, settings.webhook_max_body_bytes)
+    except BodyTooLarge:
+        raise HTTPException(413, "webhook body too large") from None
+    try:
+        verify(request.headers.get("stripe-signature"), body, secrets,
+               now=time.time(), tolerance_s=settings.webhook_tolerance_s)  # fmt: skip
+    except SignatureError as error:
+        log.warning("webhook_refused", provider=provider, reason=str(error))
+        raise HTTPException(400, "invalid signature") from None
+    event_id, event_type, occurred_at, payload = parse_event(body)
+    async with state.pool.acquire() as conn, conn.transaction():
+        stored = await db.webhooks.insert_event(conn, provider=provider, event_id=event_id, event_type=event_type,
+                                                occurred_at=occurred_at, payload=payload)  # fmt: skip
+        if stored:
+            await enqueue_webhook_processing(state.jobs, provider=provider, event_id=event_id, conn=conn)
+    log.info("webhook_received", provider=provider, event_id=event_id, duplicate=not stored)
+    return JSONResponse({"received": True, "duplicate": not stored})
