@@ -1,0 +1,73 @@
+"""The whole platform as real processes: the web app, one arq worker per queue, an SMTP server and the
+third-party providers on loopback. For end-to-end tests of the event flows."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tests.processes import Process, processes, wait_for
+from tests.providers import Providers, provider_server
+from tests.servers import free_port
+from tests.smtp import Mailbox, smtp_server
+
+WEBHOOK_SECRET = "whsec_test_current"
+OLD_WEBHOOK_SECRET = "whsec_test_previous"
+WORKER_CLASSES = ("EmailsWorker", "WebhooksWorker", "NotificationsWorker", "IntegrationsWorker")
+
+
+@dataclass
+class Platform:
+    http: httpx.AsyncClient
+    mailbox: Mailbox
+    providers: Providers
+    web: Process
+    workers: list[Process]
+
+
+def platform_env(smtp_port: int, providers: Providers, web_port: int, email_backend: str) -> dict[str, str]:
+    return {
+        "EMAIL_BACKEND": email_backend,
+        "SMTP_PORT": str(smtp_port),
+        "EMAIL_API_URL": providers.url("email") + "/messages",
+        "EMAIL_API_TOKEN": "email-token",
+        "CRM_API_URL": providers.url("crm"),
+        "CRM_API_TOKEN": "crm-token",
+        "SMS_API_URL": providers.url("sms") + "/messages",
+        "SMS_API_TOKEN": "sms-token",
+        "HTTP_TIMEOUT_S": "1",
+        "WEB_PORT": str(web_port),
+        "WEBHOOK_SECRETS": json.dumps({"stripe": [WEBHOOK_SECRET, OLD_WEBHOOK_SECRET]}),
+        "OUTBOUND_ALLOWED_HOSTS": json.dumps(["127.0.0.1"]),
+        "POLL_DELAY_S": "0.05",
+        "LOG_FORMAT": "json",
+    }
+
+
+@asynccontextmanager
+async def running_platform(
+    database_url: str, redis_url: str, folder: Path, *, email_backend: str = "smtp", worker_copies: int = 1
+) -> AsyncIterator[Platform]:
+    web_port = free_port()
+    with smtp_server() as (mailbox, smtp_port), provider_server() as providers:
+        env = platform_env(smtp_port, providers, web_port, email_backend)
+        async with processes(database_url, redis_url, folder) as start:
+            workers = [
+                start("arq", f"jobs.worker.{name}", **env) for name in WORKER_CLASSES for _ in range(worker_copies)
+            ]
+            web = start("uvicorn", "--factory", "web.app:app_from_environment", "--port", str(web_port), **env)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{web_port}", timeout=10) as http:
+
+                async def web_up() -> bool:
+                    try:
+                        return (await http.get("/healthz")).status_code == 200
+                    except httpx.TransportError:
+                        return False
+
+                await wait_for(web_up, timeout_s=30, what="the web app")
+                yield Platform(http=http, mailbox=mailbox, providers=providers, web=web, workers=workers)

@@ -1,0 +1,100 @@
+"""Third parties as a real HTTP server on loopback: an email API, a CRM, an SMS API, Slack webhooks.
+
+The test switches faults per provider: an HTTP status (500, 503, 400...), a hang past the client's
+timeout, or 429 with Retry-After. Every request that reached the server is kept, faults included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.servers import free_port
+
+PROVIDERS = ("email", "crm", "sms", "slack")
+
+
+@dataclass
+class Fault:
+    status: int = 200
+    hang_s: float = 0.0
+    retry_after: str | None = None
+
+
+@dataclass
+class Providers:
+    port: int
+    faults: dict[str, Fault] = field(default_factory=lambda: {p: Fault() for p in PROVIDERS})
+    #: (provider, path, JSON body, answered status) for every request, in arrival order
+    requests: list[tuple[str, str, Any, int]] = field(default_factory=list)
+    crm_contacts: dict[str, Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def url(self, provider: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{provider}"
+
+    def fail(self, provider: str, status: int, *, retry_after: str | None = None) -> None:
+        self.faults[provider] = Fault(status=status, retry_after=retry_after)
+
+    def hang(self, provider: str, seconds: float = 60) -> None:
+        self.faults[provider] = Fault(hang_s=seconds)
+
+    def recover(self, provider: str) -> None:
+        self.faults[provider] = Fault()
+
+    def delivered(self, provider: str) -> list[Any]:
+        """Bodies of the requests a provider accepted."""
+        with self._lock:
+            return [body for p, _, body, status in self.requests if p == provider and status < 300]
+
+    def attempts(self, provider: str) -> int:
+        with self._lock:
+            return sum(1 for p, *_ in self.requests if p == provider)
+
+    async def handle(self, request: Request) -> Response:
+        provider = request.path_params["provider"]
+        fault = self.faults[provider]
+        body = await request.json() if await request.body() else None
+        if fault.hang_s:
+            await asyncio.sleep(fault.hang_s)
+        with self._lock:
+            self.requests.append((provider, request.url.path, body, fault.status))
+        if fault.status >= 300:
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            return JSONResponse({"error": f"injected {fault.status}"}, fault.status, headers=headers)
+        if provider == "crm" and request.method == "PUT":
+            self.crm_contacts[request.path_params["rest"]] = body  # upsert by our user id: idempotent
+        return JSONResponse({"ok": True})
+
+
+@contextmanager
+def provider_server() -> Iterator[Providers]:
+    providers = Providers(port=free_port())
+    app = Starlette(routes=[
+        Route("/{provider}", providers.handle, methods=["POST", "PUT"]),
+        Route("/{provider}/{rest:path}", providers.handle, methods=["POST", "PUT"]),
+    ])  # fmt: skip
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=providers.port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("provider server did not start")
+        time.sleep(0.02)
+    try:
+        yield providers
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
