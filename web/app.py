@@ -4,19 +4,24 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
 
+import db.billing
 import db.pool
 import db.users
 from db.errors import AlreadyExists, NotFound
 from millrace.client import JobClient
 from millrace.logs import configure_logging
-from producers.emails import enqueue_welcome_email
+from producers.emails import enqueue_admin_email, enqueue_welcome_email
+from producers.integrations import enqueue_crm_sync
 from settings import Settings
 from web import status_page, webhooks
 from web.state import AppState, state_of
+
+TRIAL = timedelta(days=14)
 
 
 class SignupRequest(BaseModel):
@@ -63,7 +68,11 @@ async def signup(body: SignupRequest, request: Request) -> SignupResponse:
             user = await db.users.insert_user(conn, email=body.email, name=body.name)
         except AlreadyExists:
             raise HTTPException(409, "this email is already registered") from None
+        # everything slow or fallible happens in the background, and only if this transaction commits
         welcome = await enqueue_welcome_email(state.jobs, user_id=user.id, conn=conn)
+        await enqueue_admin_email(state.jobs, kind="new_user", user_id=user.id, event_key=str(user.id), conn=conn)
+        await enqueue_crm_sync(state.jobs, user_id=user.id, conn=conn)
+        await db.billing.start_trial(conn, user_id=user.id, trial_ends_at=user.created_at + TRIAL, now=user.created_at)
     return SignupResponse(id=user.id, welcome_job_id=welcome.id)
 
 

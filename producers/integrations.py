@@ -1,0 +1,22 @@
+"""Producers for the integrations queue: keeping third-party systems in step with ours."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from db.pool import Connection
+from millrace.client import EnqueuedJob, JobClient
+from millrace.declare import JobArgs, JobRef
+from queues import INTEGRATIONS
+
+
+class CrmContactArgs(JobArgs):
+    user_id: int = Field(gt=0)
+
+
+SYNC_CRM_CONTACT = JobRef("sync_crm_contact", INTEGRATIONS, CrmContactArgs)
+
+
+async def enqueue_crm_sync(client: JobClient, *, user_id: int, conn: Connection | None = None) -> EnqueuedJob:
+    """Create or update the user's CRM contact; a pending sync for the same user absorbs this one."""
+    return await client.enqueue(SYNC_CRM_CONTACT, {"user_id": user_id}, conn=conn, job_key=f"crm:{user_id}")
