@@ -18,7 +18,7 @@ from millrace.logs import configure_logging
 from producers.emails import enqueue_admin_email, enqueue_welcome_email
 from producers.integrations import enqueue_crm_sync
 from settings import Settings
-from web import status_page, webhooks
+from web import notifications, status_page, webhooks
 from web.state import AppState, state_of
 
 TRIAL = timedelta(days=14)
@@ -57,6 +57,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_api_route("/users/{user_id}", get_user, methods=["GET"])
     app.add_api_route("/healthz", healthz, methods=["GET"])
     app.add_api_route("/webhooks/{provider}", webhooks.receive_webhook, methods=["POST"])
+    app.add_api_route("/users/{user_id}/preferences", notifications.set_preferences, methods=["PUT"])
+    app.add_api_route("/users/{user_id}/notifications", notifications.list_notifications, methods=["GET"])
+    app.add_api_route("/tasks", notifications.create_task, methods=["POST"], status_code=201)
     app.mount("/status", status_page.router(lambda request: state_of(request).pool))
     return app
 

@@ -63,3 +63,10 @@ CREATE TABLE password_resets (
     created_at timestamptz NOT NULL DEFAULT now(),
     used_at    timestamptz
 );
+
+CREATE TABLE tasks (
+    id          bigserial PRIMARY KEY,
+    title       text NOT NULL,
+    assignee_id bigint NOT NULL REFERENCES users (id),
+    created_at  timestamptz NOT NULL DEFAULT now()
+);

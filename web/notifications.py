@@ -1,0 +1,73 @@
+"""Tasks and notifications: assigning a task notifies its assignee on the channels they chose."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import HTTPException, Request
+from pydantic import BaseModel, Field
+
+import db.notifications
+import db.tasks
+from db.errors import NotFound
+from jobs.ssrf import UnsafeUrl, check_outbound_url
+from producers.notifications import enqueue_notification
+from web.state import state_of
+
+
+class PreferencesBody(BaseModel):
+    in_app: bool = True
+    slack: bool = False
+    sms: bool = False
+    slack_webhook_url: str | None = Field(default=None, max_length=500)
+    phone: str | None = Field(default=None, pattern=r"^\+[1-9][0-9]{6,14}$")
+
+
+class TaskBody(BaseModel):
+    title: str = Field(min_length=1, max_length=200)
+    assignee_id: int
+
+
+class TaskCreated(BaseModel):
+    id: int
+
+
+class NotificationOut(BaseModel):
+    id: int
+    title: str
+    body: str
+    created_at: datetime
+    read_at: datetime | None
+
+
+async def set_preferences(user_id: int, body: PreferencesBody, request: Request) -> PreferencesBody:
+    state = state_of(request)
+    if body.slack_webhook_url:
+        try:  # refused when saved, so the user hears of it; checked again at each delivery
+            await check_outbound_url(body.slack_webhook_url, allowed_hosts=state.settings.outbound_allowed_hosts)
+        except UnsafeUrl as error:
+            raise HTTPException(422, str(error)) from None
+    preferences = db.notifications.Preferences(user_id=user_id, **body.model_dump())
+    try:
+        await db.notifications.set_preferences(state.pool, preferences)
+    except NotFound:
+        raise HTTPException(404, "no such user") from None
+    return body
+
+
+async def create_task(body: TaskBody, request: Request) -> TaskCreated:
+    state = state_of(request)
+    async with state.pool.acquire() as conn, conn.transaction():
+        try:
+            task_id = await db.tasks.insert_task(conn, title=body.title, assignee_id=body.assignee_id)
+        except NotFound:
+            raise HTTPException(422, "no such assignee") from None
+        await enqueue_notification(state.jobs, user_id=body.assignee_id, event_key=f"task:{task_id}:assigned",
+                                   title="Task assigned to you", body=body.title, conn=conn)  # fmt: skip
+    return TaskCreated(id=task_id)
+
+
+async def list_notifications(user_id: int, request: Request) -> list[NotificationOut]:
+    notes = await db.notifications.list_notifications(state_of(request).pool, user_id)
+    return [NotificationOut(id=n.id, title=n.title, body=n.body, created_at=n.created_at, read_at=n.read_at)
+            for n in notes]  # fmt: skip
