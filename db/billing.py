@@ -120,3 +120,50 @@ async def get_invoice(conn: Executor, invoice_id: str) -> Invoice:
     if row is None:
         raise NotFound("invoice", invoice_id)
     return Invoice(**dict(row))
+
+
+async def list_active_user_ids(conn: Executor, *, after_id: int, limit: int, now: datetime) -> list[int]:
+    """One keyset page of users with a live subscription or trial, in id order."""
+    rows = await conn.fetch(
+        """SELECT user_id FROM subscriptions
+           WHERE user_id > $1 AND (status = 'active' OR (status = 'trialing' AND trial_ends_at > $3))
+           ORDER BY user_id LIMIT $2""",
+        after_id,
+        limit,
+        now,
+    )
+    return [r["user_id"] for r in rows]
+
+
+async def expire_trials(conn: Executor, *, now: datetime, limit: int) -> list[int]:
+    """Expire up to `limit` ended trials and return their users; an expired trial is never picked again."""
+    rows = await conn.fetch(
+        """UPDATE subscriptions SET status = 'expired', features_enabled = false, updated_at = now()
+           WHERE user_id IN (
+               SELECT user_id FROM subscriptions WHERE status = 'trialing' AND trial_ends_at <= $1
+               ORDER BY user_id LIMIT $2 FOR UPDATE SKIP LOCKED)
+           RETURNING user_id""",
+        now,
+        limit,
+    )
+    return sorted(r["user_id"] for r in rows)
+
+
+_DUE_REMINDERS = {
+    3: """UPDATE invoices SET reminded_3d_at = now() WHERE id IN (
+              SELECT id FROM invoices WHERE status = 'open' AND reminded_3d_at IS NULL
+                AND created_at <= $1::timestamptz - interval '3 days'
+              ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
+          RETURNING id""",
+    7: """UPDATE invoices SET reminded_7d_at = now() WHERE id IN (
+              SELECT id FROM invoices WHERE status = 'open' AND reminded_7d_at IS NULL
+                AND created_at <= $1::timestamptz - interval '7 days'
+              ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
+          RETURNING id""",
+}
+
+
+async def claim_due_reminders(conn: Executor, *, days_open: Literal[3, 7], now: datetime, limit: int) -> list[str]:
+    """Mark up to `limit` open invoices as reminded after `days_open` days and return them; each once."""
+    rows = await conn.fetch(_DUE_REMINDERS[days_open], now, limit)
+    return sorted(r["id"] for r in rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -99,3 +100,40 @@ async def requeue_dead_jobs(conn: Executor, job_ids: list[str]) -> list[OutboxEn
 
 async def count_entries(conn: Executor) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM millrace_outbox"))
+
+
+_INSERT_MANY_WITH_OUTBOX = f"""
+WITH new AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::timestamptz[],
+                         $7::timestamptz[])
+        AS n(id, queue, function, args, job_key, run_at, enqueued_at)
+), job AS (
+    INSERT INTO millrace_jobs (id, queue, function, args, job_key, status, run_at, enqueued_at)
+    SELECT id, queue, function, args, job_key,
+           CASE WHEN run_at > enqueued_at THEN 'deferred' ELSE 'queued' END, run_at, enqueued_at
+    FROM new
+    ON CONFLICT (job_key) WHERE job_key IS NOT NULL AND status IN ('queued', 'deferred', 'retrying')
+    DO NOTHING
+    RETURNING id, queue, function, args, run_at, enqueued_at
+), out AS (
+    INSERT INTO millrace_outbox (job_id, queue, function, args, run_at, enqueued_at)
+    SELECT id, queue, function, args, run_at, enqueued_at FROM job
+    RETURNING queue
+)
+SELECT queue, count(*) AS n, pg_notify('{CHANNEL}', queue) FROM out GROUP BY queue
+"""
+
+
+async def insert_jobs_with_outbox(conn: Executor, jobs: Sequence[NewJob]) -> int:
+    """Many jobs in one statement, inside the caller's transaction; returns how many were new."""
+    rows = await conn.fetch(
+        _INSERT_MANY_WITH_OUTBOX,
+        [j.id for j in jobs],
+        [j.queue for j in jobs],
+        [j.function for j in jobs],
+        [j.args for j in jobs],
+        [j.job_key for j in jobs],
+        [j.run_at for j in jobs],
+        [j.enqueued_at for j in jobs],
+    )
+    return sum(int(r["n"]) for r in rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 
 import queues
-from jobs import emails, integrations, maintenance, notifications, payments
+from jobs import emails, integrations, maintenance, notifications, payments, schedules
 from jobs.services import Services, open_services
 from millrace.client import JobClient
 from millrace.declare import collect
@@ -31,7 +31,8 @@ def worker_config(settings: Settings) -> WorkerConfig:
 # The arq command imports this module and reads the classes below from it, so this module is the
 # workers' entry point, and the one place they read Settings.
 settings = Settings()
-_jobs, _crons = collect([emails, integrations, maintenance, notifications, payments])
+JOB_MODULES = (emails, integrations, maintenance, notifications, payments, schedules)
+_jobs, _crons = collect(JOB_MODULES)
 
 
 def _services(jobs: JobClient) -> AbstractAsyncContextManager[Services]:

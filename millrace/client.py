@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -92,6 +92,25 @@ class JobClient:
         if not created:
             return EnqueuedJob(id=job_id, created=False, via="redis")
         return await self._push_or_hand_to_relay(ref, new)
+
+    async def enqueue_many(
+        self,
+        ref: JobRef[A],
+        many_args: Sequence[A | Mapping[str, Any]],
+        *,
+        conn: Connection,
+        job_keys: Sequence[str | None] | None = None,
+    ) -> int:
+        """Enqueue a batch in one statement, inside `conn`'s transaction; returns how many were new.
+
+        For work that fans out to thousands of jobs (a daily email to every user): one round trip a batch.
+        """
+        keys = list(job_keys) if job_keys is not None else [None] * len(many_args)
+        if len(keys) != len(many_args):
+            raise ValueError("give one job key (or None) per job")
+        new = [_new_job(ref, ref.validate(args), delay_s=None, run_at=None, job_key=key)
+               for args, key in zip(many_args, keys, strict=True)]  # fmt: skip
+        return await db.outbox.insert_jobs_with_outbox(conn, new) if new else 0
 
     async def cancel(self, job_id: str) -> Literal["cancelled", "running", "not_pending"]:
         """Cancel a job that has not started yet, or that waits for its next attempt."""

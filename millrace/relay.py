@@ -86,6 +86,13 @@ class OutboxRelay:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="millrace-outbox-relay")
 
+    async def deliver_backlog(self) -> None:
+        """One delivery round now; an outage only postpones it to the running relay's next sweep."""
+        try:
+            self.delivered += await deliver_all(self._pool, self._redis, self._queues)
+        except _OUTAGES as error:
+            log.warning("outbox_backlog_not_delivered", error=repr(error))
+
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()

@@ -150,6 +150,8 @@ async def _start_runtime(
         queues=[queue.name],
         sweep_interval_s=config.outbox_sweep_interval_s,
     )
+    # what waited in the outbox while no worker of this queue ran is delivered before the first poll
+    await relay.deliver_backlog()
     relay.start()
     stack.push_async_callback(relay.close)
     app_services = await stack.enter_async_context(services(JobClient(redis=ctx["redis"], pool=pool)))

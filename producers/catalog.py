@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from millrace.declare import JobRef, collect_refs
-from producers import emails, integrations, maintenance, notifications, payments
+from producers import emails, integrations, maintenance, notifications, payments, schedules
 
 
 def all_refs() -> dict[str, JobRef[Any]]:
-    return collect_refs([emails, integrations, maintenance, notifications, payments])
+    return collect_refs([emails, integrations, maintenance, notifications, payments, schedules])

@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-import arq.worker
-
 import db.jobs
 import db.users
 import queues
 from db.pool import Pool
-from jobs import emails
-from jobs.services import open_services
 from millrace.client import JobClient
-from millrace.declare import collect
-from millrace.worker import WorkerConfig, worker_settings
 from producers.emails import enqueue_welcome_email
 from settings import Settings
+from tests.jobs.workers import run_app_workers
 from tests.providers import Providers, provider_server
 
 
 async def first_attempt(settings: Settings) -> None:
     """Run one attempt of one job, then stop: retries are scheduled seconds away."""
-    jobs, _ = collect([emails])
-    config = WorkerConfig(redis_url=str(settings.redis_url), database_url=str(settings.database_url),
-                          configure_logging=False)  # fmt: skip
-    worker_class = worker_settings(queues.EMAILS, jobs=jobs, config=config,
-                                   services=lambda client: open_services(settings, client))  # fmt: skip
-    worker = arq.worker.create_worker(worker_class, burst=True, max_burst_jobs=1, handle_signals=False,
-                                      poll_delay=0.01)  # fmt: skip
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
+    await run_app_workers(settings, queues.EMAILS, max_burst_jobs=1)
 
 
 def http_settings(database_url: str, redis_url: str, providers: Providers) -> Settings:

@@ -4,35 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import arq.worker
-
 import db.jobs
 import db.users
 import queues
 from db.pool import Pool
-from jobs import emails
-from jobs.services import open_services
 from millrace.client import JobClient
-from millrace.declare import collect
-from millrace.worker import WorkerConfig, worker_settings
 from producers.emails import SEND_WELCOME_EMAIL, enqueue_welcome_email
 from settings import Settings
+from tests.jobs.workers import run_app_workers
 from tests.smtp import smtp_server
 
 
 async def run_emails_worker(settings: Settings) -> None:
-    jobs, _ = collect([emails])
-    config = WorkerConfig(
-        redis_url=str(settings.redis_url), database_url=str(settings.database_url), configure_logging=False
-    )
-    worker_class = worker_settings(
-        queues.EMAILS, jobs=jobs, config=config, services=lambda jobs: open_services(settings, jobs)
-    )
-    worker = arq.worker.create_worker(worker_class, burst=True, handle_signals=False, poll_delay=0.01)
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
+    await run_app_workers(settings, queues.EMAILS)
 
 
 async def test_welcome_email_is_sent_once_when_its_job_runs_twice(

@@ -1,0 +1,31 @@
+"""In-process arq workers of the real application, for job tests."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import arq.worker
+
+from jobs import worker as app_worker
+from jobs.services import open_services
+from millrace.declare import collect
+from millrace.queues import Queue
+from millrace.worker import WorkerConfig, worker_settings
+from settings import Settings
+
+
+async def run_app_workers(settings: Settings, queue: Queue, *, copies: int = 1, **worker_options: Any) -> None:
+    """Run `copies` workers of `queue` side by side, in burst mode, until the queue is empty."""
+    jobs, _ = collect(app_worker.JOB_MODULES)
+    config = WorkerConfig(redis_url=str(settings.redis_url), database_url=str(settings.database_url),
+                          configure_logging=False, poll_delay_s=0.01)  # fmt: skip
+    worker_class = worker_settings(queue, jobs=jobs, config=config,
+                                   services=lambda client: open_services(settings, client))  # fmt: skip
+    workers = [arq.worker.create_worker(worker_class, burst=True, handle_signals=False, **worker_options)
+               for _ in range(copies)]  # fmt: skip
+    try:
+        await asyncio.wait_for(asyncio.gather(*(w.main() for w in workers)), timeout=60)
+    finally:
+        for worker in workers:
+            await worker.close()
