@@ -35,3 +35,13 @@ async def get_user(conn: Executor, user_id: int) -> User:
     if row is None:
         raise NotFound("user", user_id)
     return User(**dict(row))
+
+
+async def find_user_by_email(conn: Executor, email: str) -> User | None:
+    row = await conn.fetchrow("SELECT id, email, name, created_at FROM users WHERE email = $1", email)
+    return None if row is None else User(**dict(row))
+
+
+async def insert_password_reset(conn: Executor, user_id: int) -> str:
+    reset_id: object = await conn.fetchval("INSERT INTO password_resets (user_id) VALUES ($1) RETURNING id", user_id)
+    return str(reset_id)

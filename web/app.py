@@ -15,7 +15,7 @@ import db.users
 from db.errors import AlreadyExists, NotFound
 from millrace.client import JobClient
 from millrace.logs import configure_logging
-from producers.emails import enqueue_admin_email, enqueue_welcome_email
+from producers.emails import enqueue_admin_email, enqueue_password_reset_email, enqueue_welcome_email
 from producers.integrations import enqueue_crm_sync
 from settings import Settings
 from web import notifications, status_page, webhooks
@@ -55,6 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="Millrace demo", lifespan=lifespan)
     app.add_api_route("/users", signup, methods=["POST"], status_code=201)
     app.add_api_route("/users/{user_id}", get_user, methods=["GET"])
+    app.add_api_route("/password-resets", request_password_reset, methods=["POST"], status_code=202)
     app.add_api_route("/healthz", healthz, methods=["GET"])
     app.add_api_route("/webhooks/{provider}", webhooks.receive_webhook, methods=["POST"])
     app.add_api_route("/users/{user_id}/preferences", notifications.set_preferences, methods=["PUT"])
@@ -77,6 +78,21 @@ async def signup(body: SignupRequest, request: Request) -> SignupResponse:
         await enqueue_crm_sync(state.jobs, user_id=user.id, conn=conn)
         await db.billing.start_trial(conn, user_id=user.id, trial_ends_at=user.created_at + TRIAL, now=user.created_at)
     return SignupResponse(id=user.id, welcome_job_id=welcome.id)
+
+
+class PasswordResetRequest(BaseModel):
+    email: str = Field(max_length=254)
+
+
+async def request_password_reset(body: PasswordResetRequest, request: Request) -> dict[str, str]:
+    """The same answer whether or not the address has an account: no way to probe for users."""
+    state = state_of(request)
+    async with state.pool.acquire() as conn, conn.transaction():
+        user = await db.users.find_user_by_email(conn, body.email)
+        if user is not None:
+            reset_id = await db.users.insert_password_reset(conn, user.id)
+            await enqueue_password_reset_email(state.jobs, user_id=user.id, reset_id=reset_id, conn=conn)
+    return {"status": "if this address has an account, a reset email is on its way"}
 
 
 async def get_user(user_id: int, request: Request) -> UserResponse:

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
+
+import jinja2
+import pytest
 
 import db.jobs
 import db.users
 import queues
 from db.pool import Pool
+from jobs.emails import render_email
+from jobs.services import open_services
 from millrace.client import JobClient
 from producers.emails import SEND_WELCOME_EMAIL, enqueue_welcome_email
 from settings import Settings
 from tests.jobs.workers import run_app_workers
 from tests.smtp import smtp_server
+
+NOW = dt.datetime.now(dt.UTC)
 
 
 async def run_emails_worker(settings: Settings) -> None:
@@ -44,3 +52,16 @@ async def test_welcome_for_a_missing_user_is_dead_at_once(
     async with pool.acquire() as conn:
         job = await db.jobs.get_job(conn, enqueued.id)
     assert (job.status, job.attempts, job.last_error_type) == ("dead", 1, "NotFound")
+
+
+async def test_templates_escape_html_and_refuse_missing_values(client: JobClient, database_url: str) -> None:
+    """What users type reaches the HTML part escaped; a variable a template lacks is an error, not a blank."""
+    user = db.users.User(id=1, email="x@example.com", name="<script>alert(1)</script>", created_at=NOW)
+    async with open_services(Settings(database_url=database_url), client) as services:
+        message = render_email(services, "welcome", to=user.email, context={"user": user})
+        with pytest.raises(jinja2.UndefinedError):
+            render_email(services, "welcome", to=user.email, context={})
+    html = message.get_body(("html",))
+    assert html is not None
+    assert "&lt;script&gt;" in html.get_content()
+    assert "<script>" not in html.get_content()
