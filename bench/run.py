@@ -27,6 +27,8 @@ from arq.connections import RedisSettings, create_pool
 import db.migrate
 import db.pool
 from bench import apps
+from bench.webhooks import REQUESTS as WEBHOOK_REQUESTS
+from bench.webhooks import bench_webhook_endpoint
 from millrace import relay
 from millrace.client import JobClient
 from millrace.declare import collect
@@ -229,6 +231,11 @@ async def main() -> None:
     print(f"\nenqueue to start (ms), {LATENCY_SAMPLES} jobs one at a time     p50      p99")
     for name, delays in lat.items():
         print(f"  {name:<44} {statistics.median(delays):>7.1f}  {percentile(delays, 99):>7.1f}")
+    hooks = await with_fresh_stores(bench_webhook_endpoint)
+    print(
+        f"\nwebhook endpoint: {WEBHOOK_REQUESTS} signed deliveries, concurrency {WEBHOOK_CONCURRENCY}:"
+        f" {hooks['requests_per_s']:.0f} requests/s, p50 {hooks['p50_ms']:.1f} ms, p99 {hooks['p99_ms']:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

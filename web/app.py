@@ -44,7 +44,9 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # one pool and one JobClient for the process's lifetime; the client borrows the app's pool
-        pool = await db.pool.create_pool(str(settings.database_url), max_size=settings.database_pool_max_size)
+        # opened whole at start-up: the first burst of requests must not wait for connections to be made
+        size = settings.database_pool_max_size
+        pool = await db.pool.create_pool(str(settings.database_url), min_size=size, max_size=size)
         try:
             async with JobClient.open(redis_url=str(settings.redis_url), pool=pool) as jobs:
                 app.state.millrace = AppState(settings=settings, pool=pool, jobs=jobs)
