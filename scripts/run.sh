@@ -7,6 +7,8 @@ BIN=.venv/bin
 export DATABASE_URL="${DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/millrace}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
 export PORT="${WEB_PORT:-8000}"
+# a webhook secret for the demo's signed payment events; set your provider's in .env
+export WEBHOOK_SECRETS="${WEBHOOK_SECRETS:-{\"stripe\": [\"whsec_demo_only\"]\}}"
 
 "$BIN/python" scripts/services.py --database-url "$DATABASE_URL" --redis-url "$REDIS_URL" --create-database
 "$BIN/millrace" migrate

@@ -77,7 +77,8 @@ async def signup(body: SignupRequest, request: Request) -> SignupResponse:
         # everything slow or fallible happens in the background, and only if this transaction commits
         welcome = await enqueue_welcome_email(state.jobs, user_id=user.id, conn=conn)
         await enqueue_admin_email(state.jobs, kind="new_user", user_id=user.id, event_key=str(user.id), conn=conn)
-        await enqueue_crm_sync(state.jobs, user_id=user.id, conn=conn)
+        if state.settings.crm_api_url:  # an integration this deployment does not have is not a failure
+            await enqueue_crm_sync(state.jobs, user_id=user.id, conn=conn)
         await db.billing.start_trial(conn, user_id=user.id, trial_ends_at=user.created_at + TRIAL, now=user.created_at)
     return SignupResponse(id=user.id, welcome_job_id=welcome.id)
 
