@@ -198,7 +198,7 @@ async def claim_redis_database() -> str:
     raise RuntimeError("no empty Redis database index for the benchmark")
 
 
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 
 
 def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
