@@ -51,6 +51,7 @@ async def test_each_signup_side_effect_happens_once(
             return sorted(str(m["Subject"]) for m in platform.mailbox.messages)
 
         await wait_for(lambda: len(subjects()) == 2, timeout_s=20, what="the welcome and admin emails")
+        await wait_for(lambda: platform.providers.attempts("crm") >= 1, timeout_s=20, what="the CRM's first refusal")
         platform.providers.recover("crm")
         await wait_for(
             lambda: f"contacts/{user_id}" in platform.providers.crm_contacts, timeout_s=30, what="the CRM sync"
