@@ -36,6 +36,7 @@ async def test_a_failing_channel_retries_alone(pool: Pool, database_url: str, re
             return len(listed) == 1 and len(platform.providers.delivered("sms")) == 1
 
         await wait_for(in_app_and_sms, timeout_s=20, what="the in-app and SMS notifications")
+        await wait_for(lambda: platform.providers.attempts("slack") >= 1, timeout_s=20, what="Slack's first refusal")
         assert platform.providers.delivered("slack") == []
         platform.providers.recover("slack")
         await wait_for(lambda: platform.providers.delivered("slack"), timeout_s=30, what="Slack after recovery")
