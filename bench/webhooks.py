@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from tests.servers import free_port
+from web.demo_load import wait_until_up
 from web.signatures import sign
 
 SECRET = "whsec_bench"
@@ -64,7 +65,7 @@ async def bench_webhook_endpoint(redis_url: str, database_url: str) -> dict[int,
     try:
         limits = httpx.Limits(max_connections=max(CONCURRENCIES))
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=30) as http:
-            await wait_until_up(http)
+            await wait_until_up(http, timeout_s=10)
             for round_number, concurrency in enumerate(CONCURRENCIES):
                 started = time.perf_counter()
                 latencies = sorted(await fire(http, concurrency, first=round_number * REQUESTS))
@@ -78,14 +79,3 @@ async def bench_webhook_endpoint(redis_url: str, database_url: str) -> dict[int,
         server.terminate()
         server.wait(10)
     return results
-
-
-async def wait_until_up(http: httpx.AsyncClient) -> None:
-    for _ in range(100):
-        try:
-            if (await http.get("/healthz")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.1)
-    raise RuntimeError("the web app did not come up")

@@ -67,18 +67,22 @@ async def send_receipt_email(ctx: JobContext[Services], args: intents.ReceiptEma
 
 @job(intents.SEND_DAILY_SUMMARY_EMAIL, retry=EMAIL_RETRY, timeout_s=30)
 async def send_daily_summary_email(ctx: JobContext[Services], args: intents.SummaryEmailArgs) -> None:
-    user = await _user(ctx, args.user_id)
-    lines = await _summary_lines(ctx, user.id)
-    await send_once(ctx, "daily_summary", to=user.email, key=args.period_start.isoformat(),
-                    context={"user": user, "day": args.period_start.isoformat(), "lines": lines})  # fmt: skip
+    await send_summary(ctx, args, "daily_summary", period_name="day")
 
 
 @job(intents.SEND_WEEKLY_SUMMARY_EMAIL, retry=EMAIL_RETRY, timeout_s=30)
 async def send_weekly_summary_email(ctx: JobContext[Services], args: intents.SummaryEmailArgs) -> None:
+    await send_summary(ctx, args, "weekly_summary", period_name="week")
+
+
+async def send_summary(
+    ctx: JobContext[Services], args: intents.SummaryEmailArgs, template: str, *, period_name: str
+) -> None:
+    """Once per user and period: the period's first day is the email's idempotency key."""
     user = await _user(ctx, args.user_id)
-    lines = await _summary_lines(ctx, user.id)
-    await send_once(ctx, "weekly_summary", to=user.email, key=args.period_start.isoformat(),
-                    context={"user": user, "week": args.period_start.isoformat(), "lines": lines})  # fmt: skip
+    period = args.period_start.isoformat()
+    context = {"user": user, period_name: period, "lines": await _summary_lines(ctx, user.id)}
+    await send_once(ctx, template, to=user.email, key=period, context=context)
 
 
 @job(intents.SEND_TRIAL_EXPIRED_EMAIL, retry=EMAIL_RETRY, timeout_s=30)

@@ -59,7 +59,7 @@ def job_handler(definition: JobDefinition[Any, Any]) -> Callable[..., Awaitable[
     async def handle(ctx: dict[str, Any], envelope: Any = None) -> None:
         runtime = runtime_of(ctx)
         try:
-            parsed = payload.read_envelope(envelope, repr(envelope))
+            parsed = payload.read_envelope(envelope)
         except CorruptPayload as error:
             await record_corrupt(runtime, ctx, error)
             return

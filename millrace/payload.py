@@ -39,12 +39,12 @@ def make_envelope(record_id: str, args: dict[str, Any], attempt_base: int) -> di
     return {"id": record_id, "args": args, "base": attempt_base}
 
 
-def read_envelope(raw: Any, raw_bytes_hint: str) -> Envelope:
+def read_envelope(raw: Any) -> Envelope:
     if not isinstance(raw, dict) or not isinstance(raw.get("id"), str) or not isinstance(raw.get("args"), dict):
-        raise CorruptPayload("arguments are not a Millrace envelope", raw_bytes_hint.encode())
+        raise CorruptPayload("arguments are not a Millrace envelope", repr(raw).encode())
     base = raw.get("base", 0)
     if not isinstance(base, int) or base < 0:
-        raise CorruptPayload("attempt base is not a non-negative integer", raw_bytes_hint.encode())
+        raise CorruptPayload("attempt base is not a non-negative integer", repr(raw).encode())
     return Envelope(record_id=raw["id"], args=raw["args"], attempt_base=base)
 
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import httpx
 
-from tests.processes import Process, processes, wait_for
+from tests.processes import Process, processes
 from tests.providers import Providers, provider_server
 from tests.servers import free_port
 from tests.smtp import Mailbox, smtp_server
+from web.demo_load import wait_until_up
 
 WEBHOOK_SECRET = "whsec_test_current"
 OLD_WEBHOOK_SECRET = "whsec_test_previous"
@@ -62,12 +63,5 @@ async def running_platform(
             ]
             web = start("uvicorn", "--factory", "web.app:app_from_environment", "--port", str(web_port), **env)
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{web_port}", timeout=10) as http:
-
-                async def web_up() -> bool:
-                    try:
-                        return (await http.get("/healthz")).status_code == 200
-                    except httpx.TransportError:
-                        return False
-
-                await wait_for(web_up, timeout_s=30, what="the web app")
+                await wait_until_up(http, timeout_s=30)
                 yield Platform(http=http, mailbox=mailbox, providers=providers, web=web, workers=workers)

@@ -13,6 +13,7 @@ from db.pool import Pool
 from tests.processes import processes, wait_for
 from tests.servers import free_port
 from tests.smtp import smtp_server
+from web.demo_load import wait_until_up
 
 pytestmark = pytest.mark.e2e
 
@@ -25,16 +26,9 @@ async def test_signup_sends_the_welcome_email_once(
         async with processes(database_url, redis_url, tmp_path) as start:
             env = {"EMAIL_BACKEND": "smtp", "SMTP_PORT": str(smtp_port), "WEB_PORT": str(web_port)}
             start("arq", "jobs.worker.EmailsWorker", **env)
-            web = start("uvicorn", "--factory", "web.app:app_from_environment", "--port", str(web_port), **env)
+            start("uvicorn", "--factory", "web.app:app_from_environment", "--port", str(web_port), **env)
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{web_port}", timeout=10) as http:
-
-                async def web_up() -> bool:
-                    try:
-                        return (await http.get("/healthz")).status_code == 200
-                    except httpx.TransportError:
-                        return False
-
-                await wait_for(web_up, timeout_s=30, what=f"the web app: {web.output()}")
+                await wait_until_up(http, timeout_s=30)
                 created = await http.post("/users", json={"email": "ada@example.com", "name": "Ada"})
                 assert created.status_code == 201
                 duplicate = await http.post("/users", json={"email": "ada@example.com", "name": "Ada again"})
