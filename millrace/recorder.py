@@ -34,7 +34,7 @@ class RecordWriter:
         self._max_retry_delay_s = max_retry_delay_s
         self._pending: list[tuple[Event, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
+        self._closing = False
         self._task: asyncio.Task[None] | None = None
         self.batches_written = 0
         self.events_written = 0
@@ -55,17 +55,22 @@ class RecordWriter:
         # shielded: arq cancelling the job must not cancel the write of its record
         await asyncio.shield(done)
 
-    async def close(self) -> None:
-        """Write what is pending, then stop."""
+    async def close(self, timeout_s: float = 30.0) -> None:
+        """Write everything pending, the batch in flight included, then stop.
+
+        Bounded: with PostgreSQL away the writer would retry for ever, and a worker must still stop.
+        """
         if self._task is None:
             return
-        if self._pending and not self._task.done():
-            self._idle.clear()
-            self._wake.set()
-            await self._idle.wait()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        self._closing = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+        except TimeoutError:
+            log.error("job_records_not_written_at_shutdown", events=len(self._pending))
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
     async def _run(self) -> None:
         while True:
@@ -75,7 +80,8 @@ class RecordWriter:
                 batch = self._pending[: self._max_batch]
                 del self._pending[: self._max_batch]
                 await self._write_until_done(batch)
-            self._idle.set()
+            if self._closing:
+                return
 
     async def _write_until_done(self, batch: list[tuple[Event, asyncio.Future[None]]]) -> None:
         starts = [e for e, _ in batch if isinstance(e, AttemptStarted)]

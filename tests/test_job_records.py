@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import db.jobs
 from db.jobs import AttemptFinished, AttemptStarted
 from db.pool import Pool
+from millrace.recorder import RecordWriter
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -83,3 +85,14 @@ async def test_a_nul_byte_in_an_error_message_does_not_block_the_batch(pool: Poo
         await db.jobs.apply_attempt_events(conn, [started("f", 1)], [bad])
         job = await db.jobs.get_job(conn, "f")
     assert job.last_error == "bad \\0 byte"
+
+
+async def test_closing_the_writer_writes_the_batch_in_flight(pool: Pool) -> None:
+    """Shutdown while the last batch is being written, nothing else queued: that batch still lands."""
+    writer = RecordWriter(pool)
+    writer.start()
+    writer.record_soon(started("g", 1))
+    await asyncio.sleep(0)  # the writer takes the batch: nothing is pending, one write is in flight
+    await writer.close()
+    async with pool.acquire() as conn:
+        assert (await db.jobs.get_job(conn, "g")).status == "in_progress"
