@@ -75,3 +75,22 @@ async def test_internal_webhook_urls_are_refused(pool: Pool, database_url: str, 
                                                json={"slack": True, "slack_webhook_url": url})  # fmt: skip
             assert response.status_code == 422, url
             assert "not a public address" in response.json()["detail"]
+
+
+async def test_sms_provider_429_retry_after_is_honoured(
+    pool: Pool, database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """The SMS API says "429, Retry-After: 2": the channel waits that long, not its own 5 s backoff."""
+    async with running_platform(database_url, redis_url, tmp_path) as platform:
+        user_id = await user_with_channels(platform, slack=False, sms=True)
+        platform.providers.fail("sms", 429, retry_after="2")
+        await platform.http.post("/tasks", json={"title": "Throttled", "assignee_id": user_id})
+        await wait_for(lambda: platform.providers.attempts("sms") >= 1, timeout_s=20, what="the first SMS attempt")
+        platform.providers.recover("sms")
+        await wait_for(lambda: platform.providers.delivered("sms"), timeout_s=20, what="the SMS after Retry-After")
+    (job,) = await db.jobs.list_jobs(pool, function="deliver_sms_notification")
+    first, second = await db.jobs.list_attempts(pool, job.id)
+    assert (job.status, first.error_type) == ("succeeded", "RetryAfter")
+    assert first.finished_at is not None
+    assert second.started_at is not None
+    assert 2.0 <= (second.started_at - first.finished_at).total_seconds() < 4.0
