@@ -39,3 +39,13 @@ async def test_signup_that_fails_enqueues_nothing(http: httpx.AsyncClient, pool:
     jobs_after_first = len(await db.jobs.list_jobs(pool))
     assert (await http.post("/users", json={"email": "dup@example.com", "name": "B"})).status_code == 409
     assert len(await db.jobs.list_jobs(pool)) == jobs_after_first
+
+
+async def test_status_page_shows_queue_counts(http: httpx.AsyncClient) -> None:
+    await http.post("/users", json={"email": "status@example.com", "name": "<b>S</b>"})
+    page = await http.get("/status/")
+    assert page.status_code == 200
+    assert '<td class="l">emails</td>' in page.text
+    counts = (await http.get("/status/", params={"format": "json"})).json()
+    (emails,) = [q for q in counts["queues"] if q["queue"] == "emails"]
+    assert emails["queued"] == 2  # welcome and admin emails; no worker runs in this test
