@@ -23,6 +23,7 @@ import asyncpg
 import redis.asyncio
 import structlog
 from arq.connections import RedisSettings, create_pool
+from arq.constants import job_key_prefix
 
 import db.migrate
 import db.pool
@@ -173,6 +174,29 @@ async def bench_latency(redis_url: str, database_url: str) -> dict[str, list[flo
     return result
 
 
+async def bench_relay_latency(redis_url: str, database_url: str) -> list[float]:
+    """From a transaction's commit to its job in Redis: the relay woken by NOTIFY (its sweep is 60 s)."""
+    delays_ms: list[float] = []
+    async with JobClient.open(redis_url=redis_url, database_url=database_url) as client:
+        running = relay.OutboxRelay(pool=client.pool, redis=client.redis, dsn=database_url, queues=None,
+                                    sweep_interval_s=60)  # fmt: skip
+        running.start()
+        await asyncio.sleep(0.3)
+        for _ in range(LATENCY_SAMPLES):
+            async with client.pool.acquire() as conn:
+                transaction = conn.transaction()
+                await transaction.start()
+                enqueued = await client.enqueue(apps.NOOP, {}, conn=conn)
+                await transaction.commit()
+                committed = time.perf_counter()  # the clock starts at the commit, not at the pool's release
+                # polling Redis is the measurement itself: it sees the job the moment the relay's push lands
+                while not await client.redis.exists(job_key_prefix + enqueued.id):  # noqa: ASYNC110
+                    await asyncio.sleep(0.0002)
+                delays_ms.append((time.perf_counter() - committed) * 1000)
+        await running.close()
+    return delays_ms
+
+
 async def with_fresh_stores(run: Callable[[str, str], Awaitable[Any]]) -> Any:
     name = f"millrace_bench_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(ADMIN_DATABASE_URL)
@@ -231,6 +255,9 @@ async def main() -> None:
     print(f"\nenqueue to start (ms), {LATENCY_SAMPLES} jobs one at a time     p50      p99")
     for name, delays in lat.items():
         print(f"  {name:<44} {statistics.median(delays):>7.1f}  {percentile(delays, 99):>7.1f}")
+    relay_ms = await with_fresh_stores(bench_relay_latency)
+    print(f"  {'outbox commit to job in Redis (relay on NOTIFY)':<44} {statistics.median(relay_ms):>7.1f}"
+          f"  {percentile(relay_ms, 99):>7.1f}")  # fmt: skip
     hooks = await with_fresh_stores(bench_webhook_endpoint)
     print(f"\nwebhook endpoint, one uvicorn process, {WEBHOOK_REQUESTS} signed deliveries per row:")
     for concurrency, figures in hooks.items():

@@ -18,6 +18,7 @@ from millrace import dispatch, relay
 from millrace.client import JobClient
 from millrace.relay import OutboxRelay
 from tests.conftest import RunWorker, effects
+from tests.processes import wait_for
 from tests.sample import app
 from tests.servers import PrivateRedis
 
@@ -62,18 +63,15 @@ async def test_committed_transaction_runs_the_job_exactly_once(
     assert [r["job_id"] for r in await effects(pool, "ran")] == [enqueued.id]
 
 
-async def test_relay_delivers_on_notify_well_under_100ms(client: JobClient, pool: Pool, database_url: str) -> None:
-    running = OutboxRelay(pool=pool, redis=client.redis, dsn=database_url, queues=["testq"], sweep_interval_s=30)
+async def test_relay_is_woken_by_the_commit_not_by_its_sweep(client: JobClient, pool: Pool, database_url: str) -> None:
+    """With a 60 s sweep, only the NOTIFY sent at commit can deliver the job this soon (`make bench` times it)."""
+    running = OutboxRelay(pool=pool, redis=client.redis, dsn=database_url, queues=["testq"], sweep_interval_s=60)
     running.start()
     await asyncio.sleep(0.2)  # listening
     try:
         async with pool.acquire() as conn, conn.transaction():
             enqueued = await client.enqueue(app.NOOP, {}, conn=conn)
-        loop = asyncio.get_running_loop()
-        committed = loop.time()
-        while not await client.redis.exists(job_key_prefix + enqueued.id):
-            assert loop.time() - committed < 0.1, "the relay did not deliver within 100 ms"
-            await asyncio.sleep(0.002)
+        await wait_for(lambda: client.redis.exists(job_key_prefix + enqueued.id), timeout_s=10, what="delivery")
     finally:
         await running.close()
 
