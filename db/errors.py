@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncpg
+
 
 class NotFound(LookupError):
     def __init__(self, what: str, key: object) -> None:
@@ -17,17 +19,11 @@ class AlreadyExists(Exception):
         super().__init__(f"{what} already exists ({constraint})")
 
 
-def _transient() -> tuple[type[BaseException], ...]:
-    import asyncpg
-
-    return (
-        OSError,  # refused, reset, unreachable
-        asyncpg.PostgresConnectionError,
-        asyncpg.CannotConnectNowError,  # starting up or shutting down
-        asyncpg.AdminShutdownError,
-        asyncpg.InterfaceError,  # the connection was closed under us
-    )
-
-
 #: errors that mean "PostgreSQL is away for now": wait and try again; anything else is a bug to report
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = _transient()
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,  # starting up or shutting down
+    asyncpg.AdminShutdownError,
+    asyncpg.InterfaceError,  # the connection was closed under us
+)
