@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -24,8 +25,9 @@ async def test_signup_sends_the_welcome_email_once(
     web_port = free_port()
     with smtp_server() as (mailbox, smtp_port):
         async with processes(database_url, redis_url, tmp_path) as start:
-            env = {"EMAIL_BACKEND": "smtp", "SMTP_PORT": str(smtp_port), "WEB_PORT": str(web_port)}
-            start("arq", "jobs.worker.EmailsWorker", **env)
+            env = {"EMAIL_BACKEND": "smtp", "SMTP_PORT": str(smtp_port), "WEB_PORT": str(web_port),
+                   "LOG_FORMAT": "json"}  # fmt: skip
+            worker = start("arq", "jobs.worker.EmailsWorker", **env)
             start("uvicorn", "--factory", "web.app:app_from_environment", "--port", str(web_port), **env)
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{web_port}", timeout=10) as http:
                 await wait_until_up(http, timeout_s=30)
@@ -44,6 +46,12 @@ async def test_signup_sends_the_welcome_email_once(
 
                 await wait_for(recorded, timeout_s=10, what="the job's record to say it succeeded")
 
+    lines = [json.loads(line) for line in worker.output().splitlines() if line.startswith("{")]
+    (finished,) = [line for line in lines if line["event"] == "job_finished" and line["job"] == "send_welcome_email"]
+    assert finished["job_id"] == created.json()["welcome_job_id"]
+    assert (finished["queue"], finished["attempt"], finished["outcome"]) == ("emails", 1, "succeeded")
+    assert finished["level"] == "info"
+    assert "timestamp" in finished
     (welcome,) = mailbox.to("ada@example.com")
     assert welcome["Subject"] == "Welcome to Millrace, Ada"
     html = welcome.get_body(("html",))
