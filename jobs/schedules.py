@@ -9,14 +9,16 @@ sent-email guard holds even when a second run comes after the first one's emails
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal, TypeVar
 
 import structlog
 
 import db.billing
+from db.pool import Connection
 from jobs.services import Services
 from millrace.context import JobContext
-from millrace.declare import CronSchedule, JobRef, cron, job
+from millrace.declare import CronSchedule, JobArgs, JobRef, cron, job
 from millrace.retry import RetryPolicy, fixed
 from producers import emails as email_intents
 from producers import schedules as intents
@@ -24,6 +26,9 @@ from producers.emails import SummaryEmailArgs
 from queues import MAINTENANCE
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+A = TypeVar("A", bound=JobArgs)
 
 SCHEDULE_RETRY = RetryPolicy(attempts=3, backoff=fixed(60, jitter=0.2))
 DEFAULT_BATCH = 1000
@@ -79,52 +84,64 @@ def _tick(ctx: JobContext[Services]) -> dt.datetime:
     return ctx.tick_at
 
 
+async def enqueue_in_batches(
+    services: Services,
+    claim: Callable[[Connection], Awaitable[Sequence[T]]],
+    ref: JobRef[A],
+    args_of: Callable[[T], dict[str, Any]],
+    key_of: Callable[[T], str],
+) -> int:
+    """Claim a batch and enqueue one job per item in the same short transaction, until none is left."""
+    total = 0
+    while True:
+        async with services.db.acquire() as conn, conn.transaction():
+            items = await claim(conn)
+            if not items:
+                return total
+            total += await services.jobs.enqueue_many(
+                ref, [args_of(i) for i in items], conn=conn, job_keys=[key_of(i) for i in items]
+            )
+
+
 async def fan_out_summaries(
     services: Services, ref: JobRef[SummaryEmailArgs], kind: str, period_start: dt.date, batch_size: int
 ) -> None:
-    after_id, total = 0, 0
     as_of = dt.datetime.combine(period_start, dt.time(), tzinfo=dt.UTC)
-    while True:
-        async with services.db.acquire() as conn, conn.transaction():
-            user_ids = await db.billing.list_active_user_ids(conn, after_id=after_id, limit=batch_size, now=as_of)
-            if not user_ids:
-                break
-            total += await services.jobs.enqueue_many(
-                ref,
-                [{"user_id": u, "period_start": period_start} for u in user_ids],
-                conn=conn,
-                job_keys=[f"{kind}-summary:{u}:{period_start}" for u in user_ids],
-            )
-        after_id = user_ids[-1]
+    after_id = 0
+
+    async def next_page(conn: Connection) -> list[int]:
+        nonlocal after_id  # keyset paging: these users are not selected again by this walk
+        user_ids = await db.billing.list_active_user_ids(conn, after_id=after_id, limit=batch_size, now=as_of)
+        after_id = user_ids[-1] if user_ids else after_id
+        return user_ids
+
+    total = await enqueue_in_batches(
+        services, next_page, ref,
+        args_of=lambda u: {"user_id": u, "period_start": period_start},
+        key_of=lambda u: email_intents.summary_key(kind, u, period_start),
+    )  # fmt: skip
     log.info("summaries_enqueued", kind=kind, period_start=period_start.isoformat(), emails=total)
 
 
 async def expire_ended_trials(services: Services, as_of: dt.datetime, batch_size: int) -> None:
-    total = 0
-    while True:
-        async with services.db.acquire() as conn, conn.transaction():
-            user_ids = await db.billing.expire_trials(conn, now=as_of, limit=batch_size)
-            if not user_ids:
-                break
-            total += await services.jobs.enqueue_many(
-                email_intents.SEND_TRIAL_EXPIRED_EMAIL, [{"user_id": u} for u in user_ids], conn=conn,
-                job_keys=[f"trial-expired:{u}" for u in user_ids],
-            )  # fmt: skip
+    total = await enqueue_in_batches(
+        services, lambda conn: db.billing.expire_trials(conn, now=as_of, limit=batch_size),
+        email_intents.SEND_TRIAL_EXPIRED_EMAIL,
+        args_of=lambda u: {"user_id": u}, key_of=email_intents.trial_expired_key,
+    )  # fmt: skip
     log.info("trials_expired", emails=total, as_of=as_of.isoformat())
 
 
 async def send_due_reminders(services: Services, as_of: dt.datetime, batch_size: int) -> None:
-    days: Literal[3, 7]
-    for days in (3, 7):
-        total = 0
-        while True:
-            async with services.db.acquire() as conn, conn.transaction():
-                invoice_ids = await db.billing.claim_due_reminders(conn, days_open=days, now=as_of, limit=batch_size)
-                if not invoice_ids:
-                    break
-                total += await services.jobs.enqueue_many(
-                    email_intents.SEND_INVOICE_REMINDER_EMAIL,
-                    [{"invoice_id": i, "days_open": days} for i in invoice_ids], conn=conn,
-                    job_keys=[f"invoice-reminder:{i}:{days}" for i in invoice_ids],
-                )  # fmt: skip
-        log.info("invoice_reminders_enqueued", days_open=days, emails=total)
+    await remind_after(services, 3, as_of, batch_size)
+    await remind_after(services, 7, as_of, batch_size)
+
+
+async def remind_after(services: Services, days: Literal[3, 7], as_of: dt.datetime, batch_size: int) -> None:
+    total = await enqueue_in_batches(
+        services, lambda conn: db.billing.claim_due_reminders(conn, days_open=days, now=as_of, limit=batch_size),
+        email_intents.SEND_INVOICE_REMINDER_EMAIL,
+        args_of=lambda i: {"invoice_id": i, "days_open": days},
+        key_of=lambda i: email_intents.invoice_reminder_key(i, days),
+    )  # fmt: skip
+    log.info("invoice_reminders_enqueued", days_open=days, emails=total)

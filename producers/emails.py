@@ -60,6 +60,18 @@ SEND_INVOICE_REMINDER_EMAIL = JobRef("send_invoice_reminder_email", EMAILS, Invo
 SEND_ADMIN_EMAIL = JobRef("send_admin_email", EMAILS, AdminEmailArgs)
 
 
+def trial_expired_key(user_id: int) -> str:
+    return f"trial-expired:{user_id}"
+
+
+def invoice_reminder_key(invoice_id: str, days_open: int) -> str:
+    return f"invoice-reminder:{invoice_id}:{days_open}"
+
+
+def summary_key(kind: str, user_id: int, period_start: dt.date) -> str:
+    return f"{kind}-summary:{user_id}:{period_start}"
+
+
 async def enqueue_welcome_email(client: JobClient, *, user_id: int, conn: Connection | None = None) -> EnqueuedJob:
     """Welcome a new user; pass the signup's transaction as `conn` so a rolled-back signup sends nothing."""
     return await client.enqueue(SEND_WELCOME_EMAIL, {"user_id": user_id}, conn=conn, job_key=f"welcome:{user_id}")
@@ -88,7 +100,7 @@ async def enqueue_trial_expired_email(
     client: JobClient, *, user_id: int, conn: Connection | None = None
 ) -> EnqueuedJob:
     return await client.enqueue(
-        SEND_TRIAL_EXPIRED_EMAIL, {"user_id": user_id}, conn=conn, job_key=f"trial-expired:{user_id}"
+        SEND_TRIAL_EXPIRED_EMAIL, {"user_id": user_id}, conn=conn, job_key=trial_expired_key(user_id)
     )
 
 
@@ -97,5 +109,5 @@ async def enqueue_invoice_reminder_email(
 ) -> EnqueuedJob:
     args = {"invoice_id": invoice_id, "days_open": days_open}
     return await client.enqueue(
-        SEND_INVOICE_REMINDER_EMAIL, args, conn=conn, job_key=f"invoice-reminder:{invoice_id}:{days_open}"
+        SEND_INVOICE_REMINDER_EMAIL, args, conn=conn, job_key=invoice_reminder_key(invoice_id, days_open)
     )
