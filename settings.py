@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PostgresDsn, RedisDsn, SecretStr
+from pydantic import Field, PostgresDsn, RedisDsn, Secret, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -15,10 +15,14 @@ class Settings(BaseSettings):
     Nested values use a double underscore: `QUEUE_CONCURRENCY__EMAILS=20`.
     """
 
-    model_config = SettingsConfigDict(env_file=".env", env_nested_delimiter="__", extra="ignore")
+    # a bad value is named in the error, never echoed: a malformed DSN may still carry a password
+    model_config = SettingsConfigDict(
+        env_file=".env", env_nested_delimiter="__", extra="ignore", hide_input_in_errors=True
+    )
 
-    database_url: PostgresDsn = PostgresDsn("postgresql://postgres@127.0.0.1:5432/millrace")
-    redis_url: RedisDsn = RedisDsn("redis://127.0.0.1:6379/0")
+    # Secret: repr() and tracebacks show '**********'; read them with database_dsn() and redis_dsn()
+    database_url: Secret[PostgresDsn] = Secret(PostgresDsn("postgresql://postgres@127.0.0.1:5432/millrace"))
+    redis_url: Secret[RedisDsn] = Secret(RedisDsn("redis://127.0.0.1:6379/0"))
     database_pool_max_size: int = 10
 
     log_format: Literal["console", "json"] = "console"
@@ -65,3 +69,9 @@ class Settings(BaseSettings):
     # Hosts that user-supplied URLs may reach although they resolve to private or loopback addresses
     # (tests and local development only; the SSRF guard refuses such addresses otherwise)
     outbound_allowed_hosts: list[str] = Field(default_factory=list)
+
+    def database_dsn(self) -> str:
+        return str(self.database_url.get_secret_value())
+
+    def redis_dsn(self) -> str:
+        return str(self.redis_url.get_secret_value())

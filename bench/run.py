@@ -25,12 +25,10 @@ import structlog
 from arq.connections import RedisSettings, create_pool
 from arq.constants import job_key_prefix
 
-import db.migrate
-import db.pool
 from bench import apps
 from bench.webhooks import REQUESTS as WEBHOOK_REQUESTS
 from bench.webhooks import bench_webhook_endpoint
-from millrace import relay
+from millrace import NoArgs, relay, store
 from millrace.client import JobClient
 from millrace.declare import collect
 from millrace.logs import configure_logging
@@ -114,12 +112,14 @@ async def bench_bare(redis_url: str) -> dict[str, float]:
 
 async def bench_millrace(redis_url: str, database_url: str) -> dict[str, float]:
     async with JobClient.open(redis_url=redis_url, database_url=database_url) as client:
-        enqueue_s = await timed(partial(gather_bounded, [partial(client.enqueue, apps.NOOP, {}) for _ in range(JOBS)]))
+        enqueue_s = await timed(
+            partial(gather_bounded, [partial(client.enqueue, apps.NOOP, NoArgs()) for _ in range(JOBS)])
+        )
         outbox_jobs = JOBS // 5
 
         async def in_transaction() -> None:
             async with client.pool.acquire() as conn, conn.transaction():
-                await client.enqueue(apps.NOOP, {}, conn=conn)
+                await client.enqueue(apps.NOOP, NoArgs(), conn=conn)
 
         outbox_s = await timed(partial(gather_bounded, [in_transaction for _ in range(outbox_jobs)], 10))
         relay_s = await timed(partial(relay.deliver_all, client.pool, client.redis, None))
@@ -161,11 +161,11 @@ async def bench_latency(redis_url: str, database_url: str) -> dict[str, list[flo
     async with JobClient.open(redis_url=redis_url, database_url=database_url) as client:
 
         async def direct(sent_at: float) -> None:
-            await client.enqueue(apps.STAMP, {"sent_at": sent_at})
+            await client.enqueue(apps.STAMP, apps.StampArgs(sent_at=sent_at))
 
         async def outbox(sent_at: float) -> None:
             async with client.pool.acquire() as conn, conn.transaction():
-                await client.enqueue(apps.STAMP, {"sent_at": sent_at}, conn=conn)
+                await client.enqueue(apps.STAMP, apps.StampArgs(sent_at=sent_at), conn=conn)
 
         settings = millrace_settings(redis_url, database_url, direct_probe)
         result["millrace direct"] = await latency(settings, direct, direct_probe)
@@ -178,15 +178,16 @@ async def bench_relay_latency(redis_url: str, database_url: str) -> list[float]:
     """From a transaction's commit to its job in Redis: the relay woken by NOTIFY (its sweep is 60 s)."""
     delays_ms: list[float] = []
     async with JobClient.open(redis_url=redis_url, database_url=database_url) as client:
-        running = relay.OutboxRelay(pool=client.pool, redis=client.redis, dsn=database_url, queues=None,
-                                    sweep_interval_s=60)  # fmt: skip
+        running = relay.OutboxRelay(
+            pool=client.pool, redis=client.redis, dsn=database_url, queues=None, sweep_interval_s=60
+        )
         running.start()
         await asyncio.sleep(0.3)
         for _ in range(LATENCY_SAMPLES):
             async with client.pool.acquire() as conn:
                 transaction = conn.transaction()
                 await transaction.start()
-                enqueued = await client.enqueue(apps.NOOP, {}, conn=conn)
+                enqueued = await client.enqueue(apps.NOOP, NoArgs(), conn=conn)
                 await transaction.commit()
                 committed = time.perf_counter()  # the clock starts at the commit, not at the pool's release
                 # polling Redis is the measurement itself: it sees the job the moment the relay's push lands
@@ -202,8 +203,8 @@ async def with_fresh_stores(run: Callable[[str, str], Awaitable[Any]]) -> Any:
     admin = await asyncpg.connect(ADMIN_DATABASE_URL)
     await admin.execute(f'CREATE DATABASE "{name}"')
     database_url = ADMIN_DATABASE_URL.rsplit("/", 1)[0] + "/" + name
-    conn = await db.pool.connect(database_url)
-    await db.migrate.apply_migrations(conn)
+    conn = await store.pool.connect(database_url)
+    await store.migrate.apply_migrations(conn)
     await conn.close()
     redis_url = await claim_redis_database()
     try:
@@ -243,26 +244,36 @@ async def main() -> None:
     print(f"medians of {ROUNDS} alternated rounds; processing ratio per round: {', '.join(f'{r:.2f}' for r in ratios)}")
     lat = await with_fresh_stores(bench_latency)
     print("\nthroughput (jobs/s)              bare arq    millrace    ratio")
-    print(f"  processing no-op jobs        {bare['process_per_s']:>10.0f}  {mill['process_per_s']:>10.0f}"
-          f"    {mill['process_per_s'] / bare['process_per_s']:.2f}")  # fmt: skip
-    print(f"  enqueue, direct              {bare['enqueue_per_s']:>10.0f}  {mill['enqueue_per_s']:>10.0f}"
-          f"    {mill['enqueue_per_s'] / bare['enqueue_per_s']:.2f}")  # fmt: skip
+    print(
+        f"  processing no-op jobs        {bare['process_per_s']:>10.0f}  {mill['process_per_s']:>10.0f}"
+        f"    {mill['process_per_s'] / bare['process_per_s']:.2f}"
+    )
+    print(
+        f"  enqueue, direct              {bare['enqueue_per_s']:>10.0f}  {mill['enqueue_per_s']:>10.0f}"
+        f"    {mill['enqueue_per_s'] / bare['enqueue_per_s']:.2f}"
+    )
     print(f"  enqueue, outbox (1 tx each)  {'-':>10}  {mill['outbox_enqueue_per_s']:>10.0f}")
     print(f"  relay delivery to Redis      {'-':>10}  {mill['relay_per_s']:>10.0f}")
     events, batches = mill["record_events"], mill["record_batches"]
-    print(f"\nrecord writes: {events:.0f} attempt events in {batches:.0f} batches"
-          f" ({events / max(batches, 1):.1f} events per batch of one or two statements)")  # fmt: skip
+    print(
+        f"\nrecord writes: {events:.0f} attempt events in {batches:.0f} batches"
+        f" ({events / max(batches, 1):.1f} events per batch of one or two statements)"
+    )
     print(f"\nenqueue to start (ms), {LATENCY_SAMPLES} jobs one at a time     p50      p99")
     for name, delays in lat.items():
         print(f"  {name:<44} {statistics.median(delays):>7.1f}  {percentile(delays, 99):>7.1f}")
     relay_ms = await with_fresh_stores(bench_relay_latency)
-    print(f"  {'outbox commit to job in Redis (relay on NOTIFY)':<44} {statistics.median(relay_ms):>7.1f}"
-          f"  {percentile(relay_ms, 99):>7.1f}")  # fmt: skip
+    print(
+        f"  {'outbox commit to job in Redis (relay on NOTIFY)':<44} {statistics.median(relay_ms):>7.1f}"
+        f"  {percentile(relay_ms, 99):>7.1f}"
+    )
     hooks = await with_fresh_stores(bench_webhook_endpoint)
     print(f"\nwebhook endpoint, one uvicorn process, {WEBHOOK_REQUESTS} signed deliveries per row:")
     for concurrency, figures in hooks.items():
-        print(f"  concurrency {concurrency:>3}: {figures['requests_per_s']:>6.0f} requests/s,"
-              f" p50 {figures['p50_ms']:>6.1f} ms, p99 {figures['p99_ms']:>6.1f} ms")  # fmt: skip
+        print(
+            f"  concurrency {concurrency:>3}: {figures['requests_per_s']:>6.0f} requests/s,"
+            f" p50 {figures['p50_ms']:>6.1f} ms, p99 {figures['p99_ms']:>6.1f} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import httpx
 
+from scripts.demo_load import wait_until_up
 from tests.servers import free_port
-from web.demo_load import wait_until_up
 from web.signatures import sign
 
 SECRET = "whsec_bench"
@@ -29,8 +29,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def body(n: int) -> bytes:
-    obj = {"id": f"in_{n}", "amount_due": 1900, "currency": "eur", "created": int(time.time()),
-           "metadata": {"user_id": "1"}}  # fmt: skip
+    obj = {
+        "id": f"in_{n}",
+        "amount_due": 1900,
+        "currency": "eur",
+        "created": int(time.time()),
+        "metadata": {"user_id": "1"},
+    }
     event = {"id": f"evt_bench_{n}", "type": "invoice.paid", "created": int(time.time()), "data": {"object": obj}}
     return json.dumps(event).encode()
 
@@ -54,13 +59,30 @@ async def fire(http: httpx.AsyncClient, concurrency: int, first: int) -> list[fl
 
 async def bench_webhook_endpoint(redis_url: str, database_url: str) -> dict[int, dict[str, float]]:
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT),
-           "WEBHOOK_SECRETS": json.dumps({"stripe": [SECRET]}), "LOG_LEVEL": "WARNING"}  # fmt: skip
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "PYTHONPATH": str(ROOT),
+        "WEBHOOK_SECRETS": json.dumps({"stripe": [SECRET]}),
+        "LOG_LEVEL": "WARNING",
+    }
     server = subprocess.Popen(  # noqa: ASYNC220 - started once, before the measured part
-        [sys.executable, "-m", "uvicorn", "--factory", "web.app:app_from_environment", "--port", str(port),
-         "--no-access-log", "--log-level", "warning"],
-        env=env, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "web.app:app_from_environment",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        cwd=ROOT,
+    )
     results: dict[int, dict[str, float]] = {}
     try:
         limits = httpx.Limits(max_connections=max(CONCURRENCIES))

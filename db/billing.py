@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from db.errors import NotFound
-from db.pool import Executor
+from millrace import Executor, NotFound
 
 SubscriptionStatus = Literal["trialing", "active", "past_due", "canceled", "expired"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from db.pool import Executor
+from millrace import Executor
 
 
 async def lock_unsent(conn: Executor, *, template: str, recipient: str, idempotency_key: str, job_id: str) -> bool:

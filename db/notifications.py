@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from db.errors import NotFound
-from db.pool import Executor
+from millrace import Executor, NotFound
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from db.errors import NotFound
-from db.pool import Executor
+from millrace import Executor, NotFound
 
 
 async def insert_task(conn: Executor, *, title: str, assignee_id: int) -> int:

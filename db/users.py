@@ -7,8 +7,7 @@ from datetime import datetime
 
 import asyncpg
 
-from db.errors import AlreadyExists, NotFound
-from db.pool import Executor
+from millrace import AlreadyExists, Executor, NotFound
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from db.pool import Executor
+from millrace import Executor
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

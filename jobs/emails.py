@@ -17,12 +17,9 @@ import structlog
 import db.billing
 import db.emails
 import db.users
-from db.errors import NotFound
 from jobs.pdf import format_amount, invoice_pdf
 from jobs.services import Services
-from millrace.context import JobContext
-from millrace.declare import job
-from millrace.retry import RetryPolicy, exponential
+from millrace import JobContext, NotFound, RetryPolicy, exponential, job
 from producers import emails as intents
 
 log = structlog.get_logger(__name__)
@@ -49,8 +46,9 @@ async def send_welcome_email(ctx: JobContext[Services], args: intents.WelcomeEma
 async def send_password_reset_email(ctx: JobContext[Services], args: intents.PasswordResetEmailArgs) -> None:
     user = await _user(ctx, args.user_id)
     reset_url = f"http://{ctx.services.settings.web_host}:{ctx.services.settings.web_port}/reset/{args.reset_id}"
-    await send_once(ctx, "password_reset", to=user.email, key=args.reset_id,
-                    context={"user": user, "reset_url": reset_url})  # fmt: skip
+    await send_once(
+        ctx, "password_reset", to=user.email, key=args.reset_id, context={"user": user, "reset_url": reset_url}
+    )
 
 
 @job(intents.SEND_RECEIPT_EMAIL, retry=EMAIL_RETRY, timeout_s=60)
@@ -58,11 +56,18 @@ async def send_receipt_email(ctx: JobContext[Services], args: intents.ReceiptEma
     async with ctx.services.db.acquire() as conn:
         invoice = await db.billing.get_invoice(conn, args.invoice_id)
         user = await db.users.get_user(conn, invoice.user_id)
-    pdf = Attachment(filename=f"invoice-{invoice.id}.pdf", content=invoice_pdf(invoice, user),
-                     maintype="application", subtype="pdf")  # fmt: skip
+    pdf = Attachment(
+        filename=f"invoice-{invoice.id}.pdf", content=invoice_pdf(invoice, user), maintype="application", subtype="pdf"
+    )
     amount = format_amount(invoice.amount_cents, invoice.currency)
-    await send_once(ctx, "receipt", to=user.email, key=invoice.id,
-                    context={"user": user, "invoice": invoice, "amount": amount}, attachments=[pdf])  # fmt: skip
+    await send_once(
+        ctx,
+        "receipt",
+        to=user.email,
+        key=invoice.id,
+        context={"user": user, "invoice": invoice, "amount": amount},
+        attachments=[pdf],
+    )
 
 
 @job(intents.SEND_DAILY_SUMMARY_EMAIL, retry=EMAIL_RETRY, timeout_s=30)
@@ -103,8 +108,13 @@ async def send_invoice_reminder_email(ctx: JobContext[Services], args: intents.I
         log.info("invoice_reminder_not_needed", invoice_id=invoice.id)
         return
     amount = format_amount(invoice.amount_cents, invoice.currency)
-    await send_once(ctx, "invoice_reminder", to=user.email, key=f"{invoice.id}:{args.days_open}",
-                    context={"user": user, "invoice": invoice, "amount": amount, "days": args.days_open})  # fmt: skip
+    await send_once(
+        ctx,
+        "invoice_reminder",
+        to=user.email,
+        key=f"{invoice.id}:{args.days_open}",
+        context={"user": user, "invoice": invoice, "amount": amount, "days": args.days_open},
+    )
 
 
 _ADMIN_TITLES = {
@@ -119,8 +129,13 @@ _ADMIN_TITLES = {
 async def send_admin_email(ctx: JobContext[Services], args: intents.AdminEmailArgs) -> None:
     user = await _user(ctx, args.user_id)
     lines = [f"User {user.id}: {user.name} <{user.email}>", f"Event: {args.event_key}"]
-    await send_once(ctx, "admin_event", to=ctx.services.settings.admin_email, key=f"{args.kind}:{args.event_key}",
-                    context={"title": _ADMIN_TITLES[args.kind], "lines": lines})  # fmt: skip
+    await send_once(
+        ctx,
+        "admin_event",
+        to=ctx.services.settings.admin_email,
+        key=f"{args.kind}:{args.event_key}",
+        context={"title": _ADMIN_TITLES[args.kind], "lines": lines},
+    )
 
 
 async def _user(ctx: JobContext[Services], user_id: int) -> db.users.User:
@@ -160,8 +175,9 @@ async def send_once(
     """Send unless this (template, recipient, key) was sent before; a concurrent run waits, then skips."""
     message = render_email(ctx.services, template, to=to, context=context)
     for attachment in attachments:
-        message.add_attachment(attachment.content, maintype=attachment.maintype, subtype=attachment.subtype,
-                               filename=attachment.filename)  # fmt: skip
+        message.add_attachment(
+            attachment.content, maintype=attachment.maintype, subtype=attachment.subtype, filename=attachment.filename
+        )
     guard = {"template": template, "recipient": to, "idempotency_key": key}
     async with ctx.services.db.acquire() as conn, conn.transaction():
         if not await db.emails.lock_unsent(conn, **guard, job_id=ctx.job_id):

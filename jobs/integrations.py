@@ -7,10 +7,7 @@ import structlog
 import db.users
 from jobs.providers import check_response
 from jobs.services import Services
-from millrace.context import JobContext
-from millrace.declare import job
-from millrace.errors import GiveUp
-from millrace.retry import RetryPolicy, exponential
+from millrace import GiveUp, JobContext, RetryPolicy, exponential, job
 from producers.integrations import SYNC_CRM_CONTACT, CrmContactArgs
 
 log = structlog.get_logger(__name__)

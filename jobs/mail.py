@@ -12,7 +12,7 @@ import aiosmtplib
 import httpx
 
 from jobs.providers import check_response
-from millrace.errors import GiveUp
+from millrace import GiveUp
 from settings import Settings
 
 

@@ -8,10 +8,7 @@ import db.notifications
 from jobs.providers import check_response
 from jobs.services import Services
 from jobs.ssrf import check_outbound_url
-from millrace.context import JobContext
-from millrace.declare import JobRef, job
-from millrace.errors import GiveUp
-from millrace.retry import RetryPolicy, exponential
+from millrace import GiveUp, JobContext, JobRef, RetryPolicy, exponential, job
 from producers import notifications as intents
 from producers.notifications import NotificationArgs
 
@@ -72,7 +69,9 @@ async def deliver_sms_notification(ctx: JobContext[Services], args: Notification
         settings.sms_api_url,
         json={"to": preferences.phone, "body": f"{args.title}: {args.body}"[:300]},
         # the provider drops a repeated key: a retry after a lost answer sends no second SMS
-        headers={"Authorization": f"Bearer {settings.sms_api_token.get_secret_value()}",
-                 "Idempotency-Key": f"{args.user_id}:{args.event_key}"},
-    )  # fmt: skip
+        headers={
+            "Authorization": f"Bearer {settings.sms_api_token.get_secret_value()}",
+            "Idempotency-Key": f"{args.user_id}:{args.event_key}",
+        },
+    )
     check_response(response, "SMS")

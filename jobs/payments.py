@@ -16,13 +16,9 @@ import structlog
 
 import db.billing
 import db.webhooks
-from db.pool import Connection
 from db.webhooks import WebhookEvent
 from jobs.services import Services
-from millrace.context import JobContext
-from millrace.declare import job
-from millrace.errors import GiveUp
-from millrace.retry import RetryPolicy, exponential
+from millrace import Connection, GiveUp, JobContext, RetryPolicy, exponential, job
 from producers.emails import enqueue_admin_email, enqueue_receipt_email
 from producers.payments import PROCESS_WEBHOOK_EVENT, WebhookEventArgs
 
@@ -65,15 +61,21 @@ async def _set_state(
     conn: Connection, event: WebhookEvent, obj: dict[str, Any], status: db.billing.SubscriptionStatus, features: bool
 ) -> bool:
     return await db.billing.apply_subscription_state(
-        conn, user_id=_user_id(obj), status=status, plan=obj.get("plan"), features_enabled=features,
-        occurred_at=event.occurred_at, event_id=event.event_id,
-    )  # fmt: skip
+        conn,
+        user_id=_user_id(obj),
+        status=status,
+        plan=obj.get("plan"),
+        features_enabled=features,
+        occurred_at=event.occurred_at,
+        event_id=event.event_id,
+    )
 
 
 async def on_checkout_completed(services: Services, conn: Connection, event: WebhookEvent, obj: dict[str, Any]) -> None:
     await _set_state(conn, event, obj, "active", True)
-    await enqueue_admin_email(services.jobs, kind="subscription_started", user_id=_user_id(obj),
-                              event_key=event.event_id, conn=conn)  # fmt: skip
+    await enqueue_admin_email(
+        services.jobs, kind="subscription_started", user_id=_user_id(obj), event_key=event.event_id, conn=conn
+    )
 
 
 async def on_invoice_paid(services: Services, conn: Connection, event: WebhookEvent, obj: dict[str, Any]) -> None:
@@ -85,25 +87,32 @@ async def on_invoice_paid(services: Services, conn: Connection, event: WebhookEv
 async def on_payment_failed(services: Services, conn: Connection, event: WebhookEvent, obj: dict[str, Any]) -> None:
     await _record_invoice(conn, obj, paid_at=None)
     await _set_state(conn, event, obj, "past_due", False)
-    await enqueue_admin_email(services.jobs, kind="payment_failed", user_id=_user_id(obj),
-                              event_key=event.event_id, conn=conn)  # fmt: skip
+    await enqueue_admin_email(
+        services.jobs, kind="payment_failed", user_id=_user_id(obj), event_key=event.event_id, conn=conn
+    )
 
 
 async def on_subscription_deleted(
     services: Services, conn: Connection, event: WebhookEvent, obj: dict[str, Any]
 ) -> None:
     await _set_state(conn, event, obj, "canceled", False)
-    await enqueue_admin_email(services.jobs, kind="subscription_canceled", user_id=_user_id(obj),
-                              event_key=event.event_id, conn=conn)  # fmt: skip
+    await enqueue_admin_email(
+        services.jobs, kind="subscription_canceled", user_id=_user_id(obj), event_key=event.event_id, conn=conn
+    )
 
 
 async def _record_invoice(conn: Connection, obj: dict[str, Any], *, paid_at: datetime | None) -> None:
     try:
         created_at = datetime.fromtimestamp(int(obj["created"]), tz=UTC)
         await db.billing.record_invoice(
-            conn, invoice_id=str(obj["id"]), user_id=_user_id(obj), amount_cents=int(obj["amount_due"]),
-            currency=str(obj["currency"]), created_at=created_at, paid_at=paid_at,
-        )  # fmt: skip
+            conn,
+            invoice_id=str(obj["id"]),
+            user_id=_user_id(obj),
+            amount_cents=int(obj["amount_due"]),
+            currency=str(obj["currency"]),
+            created_at=created_at,
+            paid_at=paid_at,
+        )
     except (KeyError, TypeError, ValueError) as error:
         raise GiveUp(f"invoice object is malformed: {error!r}") from None
 

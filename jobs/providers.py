@@ -7,7 +7,7 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
-from millrace.errors import GiveUp, RetryAfter
+from millrace import GiveUp, RetryAfter
 
 #: when a 429 carries no usable Retry-After
 DEFAULT_RETRY_AFTER_S = 30.0

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import structlog
 
 import db.billing
-from db.pool import Connection
 from jobs.services import Services
-from millrace.context import JobContext
-from millrace.declare import CronSchedule, JobArgs, JobRef, cron, job
-from millrace.retry import RetryPolicy, fixed
+from millrace import Connection, CronSchedule, JobArgs, JobContext, JobRef, RetryPolicy, cron, fixed, job
 from producers import emails as email_intents
 from producers import schedules as intents
 from producers.emails import SummaryEmailArgs
@@ -36,14 +33,16 @@ DEFAULT_BATCH = 1000
 
 @job(intents.SEND_DAILY_SUMMARIES, retry=SCHEDULE_RETRY, timeout_s=600)
 async def send_daily_summaries(ctx: JobContext[Services], args: intents.PeriodArgs) -> None:
-    await fan_out_summaries(ctx.services, email_intents.SEND_DAILY_SUMMARY_EMAIL, "daily", args.period_start,
-                            args.batch_size)  # fmt: skip
+    await fan_out_summaries(
+        ctx.services, email_intents.SEND_DAILY_SUMMARY_EMAIL, "daily", args.period_start, args.batch_size
+    )
 
 
 @job(intents.SEND_WEEKLY_SUMMARIES, retry=SCHEDULE_RETRY, timeout_s=600)
 async def send_weekly_summaries(ctx: JobContext[Services], args: intents.PeriodArgs) -> None:
-    await fan_out_summaries(ctx.services, email_intents.SEND_WEEKLY_SUMMARY_EMAIL, "weekly", args.period_start,
-                            args.batch_size)  # fmt: skip
+    await fan_out_summaries(
+        ctx.services, email_intents.SEND_WEEKLY_SUMMARY_EMAIL, "weekly", args.period_start, args.batch_size
+    )
 
 
 @job(intents.EXPIRE_TRIALS, retry=SCHEDULE_RETRY, timeout_s=600)
@@ -58,15 +57,16 @@ async def remind_unpaid_invoices(ctx: JobContext[Services], args: intents.AsOfAr
 
 @cron(queue=MAINTENANCE, schedule=CronSchedule(hour=8, minute=0), missed="run_once", retry=SCHEDULE_RETRY)
 async def daily_summaries_at_eight(ctx: JobContext[Services]) -> None:
-    await fan_out_summaries(ctx.services, email_intents.SEND_DAILY_SUMMARY_EMAIL, "daily", _tick(ctx).date(),
-                            DEFAULT_BATCH)  # fmt: skip
+    await fan_out_summaries(
+        ctx.services, email_intents.SEND_DAILY_SUMMARY_EMAIL, "daily", _tick(ctx).date(), DEFAULT_BATCH
+    )
 
 
-@cron(queue=MAINTENANCE, schedule=CronSchedule(weekday=0, hour=8, minute=0), missed="run_once",
-      retry=SCHEDULE_RETRY)  # fmt: skip
+@cron(queue=MAINTENANCE, schedule=CronSchedule(weekday=0, hour=8, minute=0), missed="run_once", retry=SCHEDULE_RETRY)
 async def weekly_summaries_on_monday(ctx: JobContext[Services]) -> None:
-    await fan_out_summaries(ctx.services, email_intents.SEND_WEEKLY_SUMMARY_EMAIL, "weekly", _tick(ctx).date(),
-                            DEFAULT_BATCH)  # fmt: skip
+    await fan_out_summaries(
+        ctx.services, email_intents.SEND_WEEKLY_SUMMARY_EMAIL, "weekly", _tick(ctx).date(), DEFAULT_BATCH
+    )
 
 
 @cron(queue=MAINTENANCE, schedule=CronSchedule(minute=5), missed="run_once", retry=SCHEDULE_RETRY)
@@ -88,7 +88,7 @@ async def enqueue_in_batches(
     services: Services,
     claim: Callable[[Connection], Awaitable[Sequence[T]]],
     ref: JobRef[A],
-    args_of: Callable[[T], dict[str, Any]],
+    args_of: Callable[[T], A],
     key_of: Callable[[T], str],
 ) -> int:
     """Claim a batch and enqueue one job per item in the same short transaction, until none is left."""
@@ -116,19 +116,23 @@ async def fan_out_summaries(
         return user_ids
 
     total = await enqueue_in_batches(
-        services, next_page, ref,
-        args_of=lambda u: {"user_id": u, "period_start": period_start},
+        services,
+        next_page,
+        ref,
+        args_of=lambda u: SummaryEmailArgs(user_id=u, period_start=period_start),
         key_of=lambda u: email_intents.summary_key(kind, u, period_start),
-    )  # fmt: skip
+    )
     log.info("summaries_enqueued", kind=kind, period_start=period_start.isoformat(), emails=total)
 
 
 async def expire_ended_trials(services: Services, as_of: dt.datetime, batch_size: int) -> None:
     total = await enqueue_in_batches(
-        services, lambda conn: db.billing.expire_trials(conn, now=as_of, limit=batch_size),
+        services,
+        lambda conn: db.billing.expire_trials(conn, now=as_of, limit=batch_size),
         email_intents.SEND_TRIAL_EXPIRED_EMAIL,
-        args_of=lambda u: {"user_id": u}, key_of=email_intents.trial_expired_key,
-    )  # fmt: skip
+        args_of=lambda u: email_intents.TrialExpiredEmailArgs(user_id=u),
+        key_of=email_intents.trial_expired_key,
+    )
     log.info("trials_expired", emails=total, as_of=as_of.isoformat())
 
 
@@ -139,9 +143,10 @@ async def send_due_reminders(services: Services, as_of: dt.datetime, batch_size:
 
 async def remind_after(services: Services, days: Literal[3, 7], as_of: dt.datetime, batch_size: int) -> None:
     total = await enqueue_in_batches(
-        services, lambda conn: db.billing.claim_due_reminders(conn, days_open=days, now=as_of, limit=batch_size),
+        services,
+        lambda conn: db.billing.claim_due_reminders(conn, days_open=days, now=as_of, limit=batch_size),
         email_intents.SEND_INVOICE_REMINDER_EMAIL,
-        args_of=lambda i: {"invoice_id": i, "days_open": days},
+        args_of=lambda i: email_intents.InvoiceReminderEmailArgs(invoice_id=i, days_open=days),
         key_of=lambda i: email_intents.invoice_reminder_key(i, days),
-    )  # fmt: skip
+    )
     log.info("invoice_reminders_enqueued", days_open=days, emails=total)

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 import httpx
 import jinja2
 
-from db.pool import Pool
 from jobs.mail import EmailBackend, backend_from
-from millrace.client import JobClient
+from millrace import JobClient, Pool
 from settings import Settings
 
 

@@ -13,7 +13,7 @@ from collections.abc import Collection
 
 import httpx
 
-from millrace.errors import GiveUp
+from millrace import GiveUp
 
 
 class UnsafeUrl(GiveUp):

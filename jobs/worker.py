@@ -7,17 +7,14 @@ from contextlib import AbstractAsyncContextManager
 import queues
 from jobs import emails, integrations, maintenance, notifications, payments, schedules
 from jobs.services import Services, open_services
-from millrace.client import JobClient
-from millrace.declare import collect
-from millrace.queues import Queue
-from millrace.worker import WorkerConfig, worker_settings
+from millrace import JobClient, Queue, WorkerConfig, collect, worker_settings
 from settings import Settings
 
 
 def worker_config(settings: Settings) -> WorkerConfig:
     return WorkerConfig(
-        redis_url=str(settings.redis_url),
-        database_url=str(settings.database_url),
+        redis_url=settings.redis_dsn(),
+        database_url=settings.database_dsn(),
         poll_delay_s=settings.poll_delay_s,
         keep_result_s=settings.keep_result_s,
         outbox_sweep_interval_s=settings.outbox_sweep_interval_s,

@@ -1,30 +1,31 @@
-"""JobClient: what a web app opens once for its lifetime to enqueue jobs, directly or transactionally."""
+"""JobClient: what a web app opens once for its lifetime to enqueue jobs, and to cancel or retry them."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import structlog
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from redis.exceptions import RedisError
 
-import db.jobs
-import db.outbox
-import db.pool
-from db.jobs import NewJob
-from db.pool import Connection, Pool
-from millrace import dispatch, payload
+from millrace import dispatch, payload, store
 from millrace.declare import JobArgs, JobRef
-from millrace.queues import REDIS_QUEUE_PREFIX
+from millrace.records import NewJob, OutboxEntry
+from millrace.relay import deliver_all
+from millrace.store.pool import Connection, Pool
 
 A = TypeVar("A", bound=JobArgs)
 log = structlog.get_logger(__name__)
+
+#: how far ahead a job may be scheduled; beyond it a delay is a mistake (and overflows dates)
+MAX_DELAY = timedelta(days=366)
+#: a job key that a pending job holds and frees again at once: give up after this many tries
+_KEY_RACE_TRIES = 5
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,6 +35,14 @@ class EnqueuedJob:
     created: bool
     #: "redis": in the queue now; "outbox": delivered by the relay once the transaction commits
     via: Literal["redis", "outbox"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadRetried:
+    #: the dead jobs given a fresh budget of attempts
+    requeued: list[str]
+    #: how many of them are in Redis now; the rest wait in the outbox for a worker's relay
+    delivered: int
 
 
 class _StartedMeanwhile(Exception):
@@ -59,13 +68,14 @@ class JobClient:
         """Open Redis, and PostgreSQL unless the app hands over the pool it already has."""
         if pool is None and database_url is None:
             raise ValueError("JobClient needs a database_url or an asyncpg pool")
-        redis = await create_pool(RedisSettings.from_dsn(redis_url), job_serializer=payload.dumps,
-                                  job_deserializer=payload.loads)  # fmt: skip
+        redis = await create_pool(
+            RedisSettings.from_dsn(redis_url), job_serializer=payload.dumps, job_deserializer=payload.loads
+        )
         own_pool = pool is None
         try:
             if pool is None:
                 assert database_url is not None
-                pool = await db.pool.create_pool(database_url)
+                pool = await store.pool.create_pool(database_url)
             yield cls(redis=redis, pool=pool)
         finally:
             if own_pool and pool is not None:
@@ -75,31 +85,26 @@ class JobClient:
     async def enqueue(
         self,
         ref: JobRef[A],
-        args: A | Mapping[str, Any],
+        args: A,
         *,
         conn: Connection | None = None,
         delay_s: float | None = None,
         run_at: datetime | None = None,
         job_key: str | None = None,
     ) -> EnqueuedJob:
-        """Validate `args` (InvalidJobArguments names each bad field) and enqueue the job."""
-        new = _new_job(ref, ref.validate(args), delay_s=delay_s, run_at=run_at, job_key=job_key)
+        """Enqueue the job; with `conn`, inside that open transaction (delivered only once it commits)."""
+        new = new_job(ref, args, delay_s=delay_s, run_at=run_at, job_key=job_key)
         if conn is not None:
-            job_id, created = await db.outbox.insert_job_with_outbox(conn, new)
+            job_id, created = await _insert(conn, new, with_outbox=True)
             return EnqueuedJob(id=job_id, created=created, via="outbox")
         async with self.pool.acquire() as own:
-            job_id, created = await db.jobs.insert_job(own, new)
+            job_id, created = await _insert(own, new, with_outbox=False)
         if not created:
             return EnqueuedJob(id=job_id, created=False, via="redis")
-        return await self._push_or_hand_to_relay(ref, new)
+        return await self._push_or_hand_to_relay(new)
 
     async def enqueue_many(
-        self,
-        ref: JobRef[A],
-        many_args: Sequence[A | Mapping[str, Any]],
-        *,
-        conn: Connection,
-        job_keys: Sequence[str | None] | None = None,
+        self, ref: JobRef[A], many_args: Sequence[A], *, conn: Connection, job_keys: Sequence[str | None] | None = None
     ) -> int:
         """Enqueue a batch in one statement, inside `conn`'s transaction; returns how many were new.
 
@@ -108,60 +113,101 @@ class JobClient:
         keys = list(job_keys) if job_keys is not None else [None] * len(many_args)
         if len(keys) != len(many_args):
             raise ValueError("give one job key (or None) per job")
-        new = [_new_job(ref, ref.validate(args), delay_s=None, run_at=None, job_key=key)
-               for args, key in zip(many_args, keys, strict=True)]  # fmt: skip
-        return await db.outbox.insert_jobs_with_outbox(conn, new) if new else 0
+        new = [new_job(ref, args, job_key=key) for args, key in zip(many_args, keys, strict=True)]
+        return len(await store.outbox.insert_jobs_with_outbox(conn, new)) if new else 0
 
     async def cancel(self, job_id: str) -> Literal["cancelled", "running", "not_pending"]:
         """Cancel a job that has not started yet, or that waits for its next attempt."""
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                job = await db.jobs.mark_cancelled(conn, job_id)
+                job = await store.jobs.mark_cancelled(conn, job_id)
                 if job is None:
                     return "not_pending"
+                await store.outbox.delete_entries_of(conn, job_id)
                 redis_id = payload.redis_job_id(job.id, job.attempt_base)
-                if not await dispatch.remove_unstarted(self.redis, redis_id, REDIS_QUEUE_PREFIX + job.queue):
+                if not await dispatch.remove_unstarted(self.redis, redis_id, job.queue):
                     raise _StartedMeanwhile  # leaving the transaction by an exception undoes the cancel
         except _StartedMeanwhile:
             return "running"
         return "cancelled"
 
-    async def _push_or_hand_to_relay(self, ref: JobRef[Any], new: NewJob) -> EnqueuedJob:
+    async def retry_dead(self, job_ids: Sequence[str]) -> DeadRetried:
+        """Give dead jobs a fresh budget of attempts; their records keep every earlier attempt.
+
+        Delivered now if Redis answers; otherwise the workers' relays deliver them when it is back.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            requeued = await store.jobs.mark_dead_requeued(conn, job_ids)
+            await store.outbox.insert_entries(conn, requeued)
+        queues = sorted({e.queue for e in requeued})
         try:
-            await dispatch.push(self.redis, [dispatch_new(ref, new)])
+            delivered = await deliver_all(self.pool, self.redis, queues) if queues else 0
+        except (RedisError, OSError) as error:
+            log.warning("dead_retry_left_to_relay", jobs=len(requeued), error=repr(error))
+            delivered = 0
+        return DeadRetried(requeued=[e.job_id for e in requeued], delivered=delivered)
+
+    async def _push_or_hand_to_relay(self, new: NewJob) -> EnqueuedJob:
+        entry = OutboxEntry(
+            job_id=new.id,
+            queue=new.queue,
+            function=new.function,
+            args=new.args,
+            attempt_base=0,
+            run_at=new.run_at,
+            enqueued_at=new.enqueued_at,
+        )
+        try:
+            await dispatch.push(self.redis, [dispatch.for_entry(entry)])
         except (RedisError, OSError) as error:
             # the record is written: let the relay deliver it when Redis is back, rather than lose it
             log.warning("job_push_failed_handed_to_relay", job_id=new.id, error=repr(error))
             async with self.pool.acquire() as own:
-                await db.outbox.insert_outbox_entry(own, new)
+                await store.outbox.insert_entries(own, [entry])
             return EnqueuedJob(id=new.id, created=True, via="outbox")
         return EnqueuedJob(id=new.id, created=True, via="redis")
 
 
-def _new_job(ref: JobRef[A], args: A, *, delay_s: float | None, run_at: datetime | None, job_key: str | None) -> NewJob:
-    if delay_s is not None and run_at is not None:
-        raise ValueError("give delay_s or run_at, not both")
+async def _insert(conn: Connection, new: NewJob, *, with_outbox: bool) -> tuple[str, bool]:
+    """Insert the job, or find the pending job that holds its key; (id, created)."""
+    insert = store.outbox.insert_jobs_with_outbox if with_outbox else store.jobs.insert_jobs
+    for _ in range(_KEY_RACE_TRIES):
+        if await insert(conn, [new]):
+            return new.id, True
+        assert new.job_key is not None, "only a job key can keep a new job from being inserted"
+        existing = await store.jobs.find_pending_id(conn, new.job_key)
+        if existing is not None:
+            return existing, False
+        # the job holding the key started between the two statements: the key is free, insert again
+    raise RuntimeError(f"job key {new.job_key!r} was taken and freed {_KEY_RACE_TRIES} times in a row")
+
+
+def new_job(
+    ref: JobRef[A], args: A, *, delay_s: float | None = None, run_at: datetime | None = None, job_key: str | None = None
+) -> NewJob:
+    """The record of a job about to be enqueued; raises InvalidJobArguments or ValueError on bad input."""
     now = datetime.now(UTC)
-    if delay_s is not None:
-        run_at = now + timedelta(seconds=delay_s)
     return NewJob(
         id=uuid.uuid4().hex,
         queue=ref.queue.name,
         function=ref.name,
-        args=args.model_dump(mode="json"),
+        args=ref.dump(args),
         job_key=job_key,
-        run_at=run_at,
+        run_at=_run_at(now, delay_s, run_at),
         enqueued_at=now,
     )
 
 
-def dispatch_new(ref: JobRef[Any], new: NewJob) -> dispatch.Dispatch:
-    now_ms = int(time.time() * 1000)
-    envelope = payload.make_envelope(new.id, new.args, 0)
-    return dispatch.dispatch_for(
-        redis_job_id=new.id,
-        queue_key=ref.queue.redis_key,
-        payload=payload.serialize_job(ref.name, [envelope], int(new.enqueued_at.timestamp() * 1000)),
-        score_ms=int(new.run_at.timestamp() * 1000) if new.run_at else now_ms,
-        now_ms=now_ms,
-    )
+def _run_at(now: datetime, delay_s: float | None, run_at: datetime | None) -> datetime | None:
+    if delay_s is not None and run_at is not None:
+        raise ValueError("give delay_s or run_at, not both")
+    if delay_s is not None:
+        if not 0 <= delay_s <= MAX_DELAY.total_seconds():  # NaN fails this too
+            raise ValueError(f"delay_s must be between 0 and {MAX_DELAY.total_seconds():.0f} seconds")
+        return now + timedelta(seconds=delay_s)
+    if run_at is not None:
+        if run_at.tzinfo is None:
+            raise ValueError("run_at must carry a time zone")
+        if run_at > now + MAX_DELAY:
+            raise ValueError(f"run_at must be within {MAX_DELAY.days} days")
+    return run_at

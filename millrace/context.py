@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from millrace.client import JobClient
 
 S = TypeVar("S")
 
@@ -23,5 +26,7 @@ class JobContext(Generic[S]):
     #: for a cron function, the tick this run belongs to; None for ordinary jobs
     tick_at: datetime | None
     worker: str
+    #: the worker's own client, for follow-up jobs (enqueue them in the job's transaction with `conn=`)
+    jobs: JobClient
     #: the application's resources (pools, clients, templates), built once per worker process
     services: S

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 from arq.cron import next_cron
 
-import db.cron
-from millrace import dispatch, payload
+from millrace import dispatch, store
 from millrace.declare import CronDefinition, CronSchedule
 from millrace.runtime import WorkerRuntime
 
@@ -53,19 +51,18 @@ async def catch_up(runtime: WorkerRuntime[Any], crons: Sequence[CronDefinition[A
         if definition.missed != "run_once":
             continue
         async with runtime.pool.acquire() as conn:
-            last_run = await db.cron.find_last_tick(conn, definition.name)
+            last_run = await store.cron.find_last_tick(conn, definition.name)
         missed = None if last_run is None else latest_missed_tick(definition.schedule, last_run, now)
         if missed is None:
             continue
         name = arq_cron_name(definition)
-        tick_ms = int(missed.timestamp() * 1000)
-        now_ms = int(time.time() * 1000)
-        job = dispatch.dispatch_for(
-            redis_job_id=f"{name}:{tick_ms}",
-            queue_key=runtime.queue.redis_key,
-            payload=payload.serialize_job(name, [], now_ms),
-            score_ms=now_ms,
-            now_ms=now_ms,
+        job = dispatch.build(
+            redis_job_id=f"{name}:{int(missed.timestamp() * 1000)}",
+            queue=runtime.queue.name,
+            function=name,
+            arq_args=[],
+            enqueued_at=datetime.now(UTC),
+            run_at=None,
         )
         await dispatch.push(runtime.redis, [job])
         log.info("cron_missed_tick_enqueued", cron=definition.name, tick_at=missed.isoformat())

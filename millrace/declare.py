@@ -7,21 +7,42 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Generic, Literal, TypedDict, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from millrace.context import JobContext
 from millrace.errors import InvalidJobArguments
 from millrace.queues import Queue
 from millrace.retry import NO_RETRY, RetryPolicy
+from millrace.text import unstorable_text
 
 A = TypeVar("A", bound="JobArgs")
 S = TypeVar("S")
 
 
 class JobArgs(BaseModel):
-    """Base of every job's argument model: JSON values only, nothing unexpected."""
+    """Base of every job's argument model: JSON values only, nothing unexpected, nothing unstorable.
+
+    Built by a producer (`WelcomeEmailArgs(user_id=7)`, checked by mypy) or from JSON by the worker;
+    either way bad values raise InvalidJobArguments, naming each field.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as error:
+            raise InvalidJobArguments(type(self).__name__, describe_validation_error(error)) from None
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        # PostgreSQL's jsonb holds neither NUL nor lone surrogates: refused here, not as a failed INSERT
+        problem = unstorable_text(value)
+        if problem is not None:
+            raise PydanticCustomError("unstorable_text", problem)
+        return value
 
 
 class NoArgs(JobArgs):
@@ -42,10 +63,19 @@ class JobRef(Generic[A]):
     args: type[A]
 
     def validate(self, raw: Any) -> A:
+        """Arguments from JSON values (the worker's payload, the CLI's --args)."""
         try:
             return self.args.model_validate(raw)
         except ValidationError as error:
             raise InvalidJobArguments(self.name, describe_validation_error(error)) from None
+        except InvalidJobArguments as error:
+            raise InvalidJobArguments(self.name, error.errors) from None
+
+    def dump(self, args: A) -> dict[str, Any]:
+        """The JSON values a job record and its payload carry."""
+        if type(args) is not self.args:
+            raise TypeError(f"job {self.name!r} takes {self.args.__name__}, not {type(args).__name__}")
+        return args.model_dump(mode="json")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,8 +128,15 @@ class CronSchedule:
 
     def arq_fields(self) -> CronFields:
         """The keyword arguments arq's `cron()` and `next_cron()` take; ticks fall on whole seconds."""
-        return CronFields(month=self.month, day=self.day, weekday=self.weekday, hour=self.hour,
-                          minute=self.minute, second=self.second, microsecond=0)  # fmt: skip
+        return CronFields(
+            month=self.month,
+            day=self.day,
+            weekday=self.weekday,
+            hour=self.hour,
+            minute=self.minute,
+            second=self.second,
+            microsecond=0,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,9 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from arq.connections import ArqRedis
 from arq.constants import expires_extra_ms, in_progress_key_prefix, job_key_prefix, result_key_prefix
+
+from millrace import payload
+from millrace.queues import redis_queue_key
+from millrace.records import OutboxEntry
 
 _ENQUEUE_LUA = """
 local created = {}
@@ -35,21 +41,42 @@ _BATCH = 500
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Dispatch:
     redis_job_id: str
-    queue_key: str
+    queue: str
     payload: bytes
     score_ms: int
     #: when Redis may forget a job that never started (arq's rule: its delay plus one day)
     expires_ms: int
 
 
-def dispatch_for(*, redis_job_id: str, queue_key: str, payload: bytes, score_ms: int, now_ms: int) -> Dispatch:
+def build(
+    *, redis_job_id: str, queue: str, function: str, arq_args: list[Any], enqueued_at: datetime, run_at: datetime | None
+) -> Dispatch:
+    """The one way to make a job for Redis: arq's record, due at `run_at` (or now), expiring by arq's rule."""
+    now_ms = _ms(datetime.now(UTC))
+    score_ms = _ms(run_at) if run_at is not None else now_ms
     return Dispatch(
         redis_job_id=redis_job_id,
-        queue_key=queue_key,
-        payload=payload,
+        queue=queue,
+        payload=payload.serialize_job(function, arq_args, _ms(enqueued_at)),
         score_ms=score_ms,
         expires_ms=max(score_ms - now_ms, 0) + expires_extra_ms,
     )
+
+
+def for_entry(entry: OutboxEntry) -> Dispatch:
+    """A recorded job: its arguments in Millrace's envelope, under the arq id of its current budget."""
+    return build(
+        redis_job_id=payload.redis_job_id(entry.job_id, entry.attempt_base),
+        queue=entry.queue,
+        function=entry.function,
+        arq_args=[payload.make_envelope(entry.job_id, entry.args, entry.attempt_base)],
+        enqueued_at=entry.enqueued_at,
+        run_at=entry.run_at,
+    )
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
 
 
 async def push(redis: ArqRedis, jobs: Sequence[Dispatch]) -> list[bool]:
@@ -60,7 +87,11 @@ async def push(redis: ArqRedis, jobs: Sequence[Dispatch]) -> list[bool]:
         keys: list[str] = []
         argv: list[str | bytes | int] = []
         for job in chunk:
-            keys += [job_key_prefix + job.redis_job_id, result_key_prefix + job.redis_job_id, job.queue_key]
+            keys += [
+                job_key_prefix + job.redis_job_id,
+                result_key_prefix + job.redis_job_id,
+                redis_queue_key(job.queue),
+            ]
             argv += [job.redis_job_id, job.payload, job.score_ms, job.expires_ms]
         # register_script sends EVALSHA and falls back to EVAL once when Redis has not seen the script
         script = redis.register_script(_ENQUEUE_LUA)
@@ -79,8 +110,8 @@ return 1
 """
 
 
-async def remove_unstarted(redis: ArqRedis, redis_job_id: str, queue_key: str) -> bool:
+async def remove_unstarted(redis: ArqRedis, redis_job_id: str, queue: str) -> bool:
     """Take a job out of its queue unless a worker has started it; False if one has."""
     script = redis.register_script(_REMOVE_LUA)
-    keys = [in_progress_key_prefix + redis_job_id, job_key_prefix + redis_job_id, queue_key]
+    keys = [in_progress_key_prefix + redis_job_id, job_key_prefix + redis_job_id, redis_queue_key(queue)]
     return bool(await script(keys=keys, args=[redis_job_id]))

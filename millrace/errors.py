@@ -7,13 +7,30 @@ class MillraceError(Exception):
     """Base of Millrace's own errors."""
 
 
+class NotFound(MillraceError, LookupError):
+    """A record that must exist does not: permanent for the job that looked for it."""
+
+    def __init__(self, what: str, key: object) -> None:
+        self.what = what
+        self.key = key
+        super().__init__(f"{what} {key!r} not found")
+
+
+class AlreadyExists(MillraceError):
+    def __init__(self, what: str, constraint: str | None) -> None:
+        self.what = what
+        self.constraint = constraint
+        super().__init__(f"{what} already exists ({constraint})")
+
+
 class InvalidJobArguments(MillraceError):
-    """A job's arguments do not match its declared model; raised at enqueue and in the worker."""
+    """A job's arguments do not match its declared model; raised by producers, at enqueue and in the worker."""
 
     def __init__(self, function: str, errors: list[str]) -> None:
+        #: the job's name, or the argument model's where no job is known yet
         self.function = function
         self.errors = errors
-        super().__init__(f"invalid arguments for job {function!r}: " + "; ".join(errors))
+        super().__init__(f"invalid arguments for {function!r}: " + "; ".join(errors))
 
 
 class UnknownJob(MillraceError):

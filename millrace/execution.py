@@ -18,12 +18,11 @@ from typing import Any
 import arq.worker
 import structlog
 
-import db.cron
-from db.jobs import AttemptFinished, AttemptStarted, JobStatus, Outcome
-from millrace import payload
+from millrace import payload, store
 from millrace.context import JobContext
 from millrace.declare import CronDefinition, JobDefinition
 from millrace.errors import AttemptsExhausted, CorruptPayload, InvalidJobArguments, JobTimedOut
+from millrace.records import AttemptFinished, AttemptStarted, JobStatus, Outcome
 from millrace.retry import Die, RetryPolicy
 from millrace.runtime import WorkerRuntime, runtime_of
 
@@ -53,15 +52,31 @@ class Attempt:
     args: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ArqJob:
+    """What arq tells an attempt through its untyped context dict, read once."""
+
+    runtime: WorkerRuntime[Any]
+    job_id: str
+    job_try: int
+    enqueued_at: datetime
+
+
+def arq_job_of(ctx: dict[str, Any]) -> ArqJob:
+    return ArqJob(
+        runtime=runtime_of(ctx), job_id=str(ctx["job_id"]), job_try=int(ctx["job_try"]), enqueued_at=ctx["enqueue_time"]
+    )
+
+
 def job_handler(definition: JobDefinition[Any, Any]) -> Callable[..., Awaitable[None]]:
     """The coroutine arq calls for this job: `(ctx, envelope)`."""
 
     async def handle(ctx: dict[str, Any], envelope: Any = None) -> None:
-        runtime = runtime_of(ctx)
+        arq_job = arq_job_of(ctx)
         try:
             parsed = payload.read_envelope(envelope)
         except CorruptPayload as error:
-            await record_corrupt(runtime, ctx, error)
+            await record_corrupt(arq_job, error)
             return
 
         async def body(job_ctx: JobContext[Any]) -> None:
@@ -70,14 +85,14 @@ def job_handler(definition: JobDefinition[Any, Any]) -> Callable[..., Awaitable[
         attempt = Attempt(
             record_id=parsed.record_id,
             function=definition.name,
-            queue=runtime.queue.name,
-            attempt=parsed.attempt_base + ctx["job_try"],
-            run_attempt=ctx["job_try"],
-            enqueued_at=ctx["enqueue_time"],
+            queue=arq_job.runtime.queue.name,
+            attempt=parsed.attempt_base + arq_job.job_try,
+            run_attempt=arq_job.job_try,
+            enqueued_at=arq_job.enqueued_at,
             tick_at=None,
             args=parsed.args,
         )
-        await run_attempt(runtime, attempt, body, definition.retry, definition.timeout_s)
+        await run_attempt(arq_job.runtime, attempt, body, definition.retry, definition.timeout_s)
 
     handle.__qualname__ = definition.name
     return handle
@@ -87,20 +102,21 @@ def cron_handler(definition: CronDefinition[Any]) -> Callable[..., Awaitable[Non
     """The coroutine arq's scheduler enqueues; it runs the body only if PostgreSQL grants it the tick."""
 
     async def handle(ctx: dict[str, Any]) -> None:
-        runtime = runtime_of(ctx)
-        tick_at = tick_of(ctx)
+        arq_job = arq_job_of(ctx)
+        runtime = arq_job.runtime
+        tick_at = tick_of(arq_job.job_id)
         async with runtime.pool.acquire() as conn:
-            owned = await db.cron.claim_tick(conn, definition.name, tick_at, ctx["job_id"])
+            owned = await store.cron.claim_tick(conn, definition.name, tick_at, arq_job.job_id)
         if not owned:
             log.info("cron_tick_skipped", cron=definition.name, tick_at=tick_at.isoformat())
             return
         attempt = Attempt(
-            record_id=ctx["job_id"],
+            record_id=arq_job.job_id,
             function=definition.name,
             queue=runtime.queue.name,
-            attempt=ctx["job_try"],
-            run_attempt=ctx["job_try"],
-            enqueued_at=ctx["enqueue_time"],
+            attempt=arq_job.job_try,
+            run_attempt=arq_job.job_try,
+            enqueued_at=arq_job.enqueued_at,
             tick_at=tick_at,
             args={"tick_at": tick_at.isoformat()},
         )
@@ -110,9 +126,9 @@ def cron_handler(definition: CronDefinition[Any]) -> Callable[..., Awaitable[Non
     return handle
 
 
-def tick_of(ctx: dict[str, Any]) -> datetime:
+def tick_of(arq_job_id: str) -> datetime:
     """The tick a cron run belongs to: arq names cron jobs `cron:<name>:<tick in unix ms>`."""
-    tick_ms = int(str(ctx["job_id"]).rsplit(":", 1)[-1])
+    tick_ms = int(arq_job_id.rsplit(":", 1)[-1])
     return datetime.fromtimestamp(tick_ms / 1000, tz=UTC)
 
 
@@ -149,6 +165,7 @@ async def _run_body(
         enqueued_at=attempt.enqueued_at,
         tick_at=attempt.tick_at,
         worker=runtime.worker_name,
+        jobs=runtime.jobs,
         services=runtime.services,
     )
     deadline = asyncio.timeout(timeout_s)
@@ -219,15 +236,15 @@ def _log_finished(outcome: Outcome, duration_ms: float, error: BaseException | N
     level("job_finished", **fields)
 
 
-async def record_corrupt(runtime: WorkerRuntime[Any], ctx: dict[str, Any], error: CorruptPayload) -> None:
+async def record_corrupt(arq_job: ArqJob, error: CorruptPayload) -> None:
     """A payload no job can read: record one dead attempt with the reason, and let arq drop it."""
     attempt = Attempt(
-        record_id=payload.record_id_of(str(ctx["job_id"])),
+        record_id=payload.record_id_of(arq_job.job_id),
         function="<unreadable>",
-        queue=runtime.queue.name,
-        attempt=ctx["job_try"],
-        run_attempt=ctx["job_try"],
-        enqueued_at=ctx["enqueue_time"],
+        queue=arq_job.runtime.queue.name,
+        attempt=arq_job.job_try,
+        run_attempt=arq_job.job_try,
+        enqueued_at=arq_job.enqueued_at,
         tick_at=None,
         args={},
     )
@@ -235,9 +252,9 @@ async def record_corrupt(runtime: WorkerRuntime[Any], ctx: dict[str, Any], error
     async def body(_ctx: JobContext[Any]) -> None:
         raise error
 
-    await run_attempt(runtime, attempt, body, RetryPolicy(attempts=1), timeout_s=CORRUPT_TIMEOUT_S)
+    await run_attempt(arq_job.runtime, attempt, body, RetryPolicy(attempts=1), timeout_s=CORRUPT_TIMEOUT_S)
 
 
 async def handle_corrupt(ctx: dict[str, Any], reason: str, preview: str) -> None:
     """arq's entry for payloads the deserializer could not read (see payload.worker_loads)."""
-    await record_corrupt(runtime_of(ctx), ctx, CorruptPayload(reason, preview.encode()))
+    await record_corrupt(arq_job_of(ctx), CorruptPayload(reason, preview.encode()))

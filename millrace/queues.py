@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-REDIS_QUEUE_PREFIX = "millrace:queue:"
+_REDIS_QUEUE_PREFIX = "millrace:queue:"
+
+
+def redis_queue_key(queue_name: str) -> str:
+    """The arq queue (a Redis sorted set) that holds a queue's jobs: the one spelling of it."""
+    return _REDIS_QUEUE_PREFIX + queue_name
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -23,5 +28,9 @@ class Queue:
 
     @property
     def redis_key(self) -> str:
-        """The arq queue (a sorted set) that holds this queue's jobs."""
-        return REDIS_QUEUE_PREFIX + self.name
+        return redis_queue_key(self.name)
+
+    @property
+    def worker_class_name(self) -> str:
+        """The name of its arq settings class, as the Procfile spells it: `image_resize` gives `ImageResizeWorker`."""
+        return self.name.title().replace("_", "") + "Worker"

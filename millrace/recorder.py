@@ -17,10 +17,9 @@ import contextlib
 
 import structlog
 
-import db.jobs
-from db.errors import TRANSIENT_ERRORS
-from db.jobs import AttemptFinished, AttemptStarted
-from db.pool import Pool
+from millrace import store
+from millrace.records import AttemptFinished, AttemptStarted
+from millrace.store.pool import TRANSIENT_ERRORS, Pool
 
 log = structlog.get_logger(__name__)
 
@@ -108,7 +107,7 @@ class RecordWriter:
 
     async def _write(self, starts: list[AttemptStarted], finishes: list[AttemptFinished]) -> None:
         async with self._pool.acquire() as conn:
-            await db.jobs.apply_attempt_events(conn, starts, finishes)
+            await store.jobs.apply_attempt_events(conn, starts, finishes)
 
     async def _write_one_by_one(self, starts: list[AttemptStarted], finishes: list[AttemptFinished]) -> None:
         events: list[Event] = [*starts, *finishes]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,13 +18,8 @@ import structlog
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
-import db.outbox
-import db.pool
-from db.errors import TRANSIENT_ERRORS
-from db.outbox import OutboxEntry
-from db.pool import Connection, Pool
-from millrace import dispatch, payload
-from millrace.queues import REDIS_QUEUE_PREFIX
+from millrace import dispatch, store
+from millrace.store.pool import TRANSIENT_ERRORS, Connection, Pool
 
 log = structlog.get_logger(__name__)
 
@@ -33,26 +27,12 @@ log = structlog.get_logger(__name__)
 _OUTAGES: tuple[type[BaseException], ...] = (RedisError, *TRANSIENT_ERRORS)
 
 
-def dispatch_entry(entry: OutboxEntry, now_ms: int) -> dispatch.Dispatch:
-    enqueued_ms = int(entry.enqueued_at.timestamp() * 1000)
-    score_ms = int(entry.run_at.timestamp() * 1000) if entry.run_at else now_ms
-    envelope = payload.make_envelope(entry.job_id, entry.args, entry.attempt_base)
-    return dispatch.dispatch_for(
-        redis_job_id=payload.redis_job_id(entry.job_id, entry.attempt_base),
-        queue_key=REDIS_QUEUE_PREFIX + entry.queue,
-        payload=payload.serialize_job(entry.function, [envelope], enqueued_ms),
-        score_ms=score_ms,
-        now_ms=now_ms,
-    )
-
-
 async def deliver_batch(pool: Pool, redis: ArqRedis, queues: Sequence[str] | None, limit: int = 500) -> int:
     """Deliver up to `limit` outbox rows; returns how many. Raises if Redis is unreachable (rows stay)."""
     async with pool.acquire() as conn, conn.transaction():
-        entries = await db.outbox.claim_entries(conn, list(queues) if queues else None, limit)
+        entries = await store.outbox.claim_entries(conn, list(queues) if queues else None, limit)
         if entries:
-            now_ms = int(time.time() * 1000)
-            await dispatch.push(redis, [dispatch_entry(e, now_ms) for e in entries])
+            await dispatch.push(redis, [dispatch.for_entry(e) for e in entries])
     return len(entries)
 
 
@@ -123,8 +103,8 @@ class OutboxRelay:
         if self._listener is not None and not self._listener.is_closed():
             return
         try:
-            self._listener = await db.pool.connect(self._dsn)
-            await self._listener.add_listener(db.outbox.CHANNEL, self._on_notify)
+            self._listener = await store.pool.connect(self._dsn)
+            await self._listener.add_listener(store.outbox.CHANNEL, self._on_notify)
         except TRANSIENT_ERRORS as error:
             self._listener = None
             log.warning("outbox_listener_unavailable", error=repr(error))

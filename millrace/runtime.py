@@ -9,9 +9,10 @@ from typing import Any, Generic, TypeVar
 
 from arq.connections import ArqRedis
 
-from db.pool import Pool
+from millrace.client import JobClient
 from millrace.queues import Queue
 from millrace.recorder import RecordWriter
+from millrace.store.pool import Pool
 
 S = TypeVar("S")
 
@@ -26,6 +27,7 @@ class WorkerRuntime(Generic[S]):
     pool: Pool
     redis: ArqRedis
     records: RecordWriter
+    jobs: JobClient
     services: S
 
 
@@ -36,4 +38,5 @@ def runtime_of(ctx: dict[str, Any]) -> WorkerRuntime[Any]:
 
 
 def worker_name(queue: Queue) -> str:
+    """host:pid:queue, as attempts record it."""
     return f"{socket.gethostname()}:{os.getpid()}:{queue.name}"

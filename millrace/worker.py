@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
@@ -14,8 +14,7 @@ from arq.connections import RedisSettings
 from arq.cron import CronJob
 from arq.typing import WorkerCoroutine
 
-import db.pool
-from millrace import cron_catchup, execution, payload
+from millrace import cron_catchup, execution, payload, store
 from millrace.client import JobClient
 from millrace.declare import CronDefinition, JobDefinition
 from millrace.logs import LogFormat, configure_logging
@@ -36,8 +35,9 @@ _STACK_KEY = "millrace_exit_stack"
 class WorkerConfig:
     """What a worker needs from Settings; the entry point builds it, the runtime never reads Settings."""
 
-    redis_url: str
-    database_url: str
+    # kept out of repr: a URL may carry a password, and a config may end up in a log line or traceback
+    redis_url: str = field(repr=False)
+    database_url: str = field(repr=False)
     poll_delay_s: float = 0.1
     keep_result_s: int = 3600
     outbox_sweep_interval_s: float = 1.0
@@ -92,7 +92,7 @@ def worker_settings(
             await stack.aclose()
 
     attributes: dict[str, Any] = {
-        "__doc__": f"arq settings for the {queue.name!r} queue: `arq jobs.worker.{_class_name(queue)}`",
+        "__doc__": f"arq settings for the {queue.name!r} queue",
         "functions": functions,
         "cron_jobs": cron_jobs,
         "queue_name": queue.redis_key,
@@ -108,11 +108,7 @@ def worker_settings(
         "timezone": UTC,  # cron schedules are read in UTC, whatever the machine's zone
         "log_results": False,
     }
-    return type(_class_name(queue), (), attributes)
-
-
-def _class_name(queue: Queue) -> str:
-    return queue.name.title().replace("_", "") + "Worker"
+    return type(queue.worker_class_name, (), attributes)
 
 
 def _arq_cron(definition: CronDefinition[Any]) -> CronJob:
@@ -138,7 +134,7 @@ async def _start_runtime(
         configure_logging(config.log_format, config.log_level)
     stack = AsyncExitStack()
     ctx[_STACK_KEY] = stack
-    pool = await db.pool.create_pool(config.database_url, max_size=config.database_pool_max_size)
+    pool = await store.pool.create_pool(config.database_url, max_size=config.database_pool_max_size)
     stack.push_async_callback(pool.close)
     records = RecordWriter(pool)
     records.start()
@@ -154,13 +150,15 @@ async def _start_runtime(
     await relay.deliver_backlog()
     relay.start()
     stack.push_async_callback(relay.close)
-    app_services = await stack.enter_async_context(services(JobClient(redis=ctx["redis"], pool=pool)))
+    jobs = JobClient(redis=ctx["redis"], pool=pool)
+    app_services = await stack.enter_async_context(services(jobs))
     runtime = WorkerRuntime(
         queue=queue,
         worker_name=worker_name(queue),
         pool=pool,
         redis=ctx["redis"],
         records=records,
+        jobs=jobs,
         services=app_services,
     )
     ctx[RUNTIME_KEY] = runtime

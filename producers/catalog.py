@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from millrace.declare import JobRef, collect_refs
+from millrace import JobRef, collect_refs
 from producers import emails, integrations, maintenance, notifications, payments, schedules
 
 

@@ -7,9 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from db.pool import Connection
-from millrace.client import EnqueuedJob, JobClient
-from millrace.declare import JobArgs, JobRef
+from millrace import Connection, EnqueuedJob, JobArgs, JobClient, JobRef
 from queues import EMAILS
 
 AdminEventKind = Literal["new_user", "subscription_started", "payment_failed", "subscription_canceled"]
@@ -74,25 +72,29 @@ def summary_key(kind: str, user_id: int, period_start: dt.date) -> str:
 
 async def enqueue_welcome_email(client: JobClient, *, user_id: int, conn: Connection | None = None) -> EnqueuedJob:
     """Welcome a new user; pass the signup's transaction as `conn` so a rolled-back signup sends nothing."""
-    return await client.enqueue(SEND_WELCOME_EMAIL, {"user_id": user_id}, conn=conn, job_key=f"welcome:{user_id}")
+    return await client.enqueue(
+        SEND_WELCOME_EMAIL, WelcomeEmailArgs(user_id=user_id), conn=conn, job_key=f"welcome:{user_id}"
+    )
 
 
 async def enqueue_password_reset_email(
     client: JobClient, *, user_id: int, reset_id: str, conn: Connection | None = None
 ) -> EnqueuedJob:
-    return await client.enqueue(SEND_PASSWORD_RESET_EMAIL, {"user_id": user_id, "reset_id": reset_id}, conn=conn)
+    return await client.enqueue(
+        SEND_PASSWORD_RESET_EMAIL, PasswordResetEmailArgs(user_id=user_id, reset_id=reset_id), conn=conn
+    )
 
 
 async def enqueue_receipt_email(client: JobClient, *, invoice_id: str, conn: Connection | None = None) -> EnqueuedJob:
     return await client.enqueue(
-        SEND_RECEIPT_EMAIL, {"invoice_id": invoice_id}, conn=conn, job_key=f"receipt:{invoice_id}"
+        SEND_RECEIPT_EMAIL, ReceiptEmailArgs(invoice_id=invoice_id), conn=conn, job_key=f"receipt:{invoice_id}"
     )
 
 
 async def enqueue_admin_email(
     client: JobClient, *, kind: AdminEventKind, user_id: int, event_key: str, conn: Connection | None = None
 ) -> EnqueuedJob:
-    args = {"kind": kind, "user_id": user_id, "event_key": event_key}
+    args = AdminEmailArgs(kind=kind, user_id=user_id, event_key=event_key)
     return await client.enqueue(SEND_ADMIN_EMAIL, args, conn=conn, job_key=f"admin:{kind}:{event_key}")
 
 
@@ -100,14 +102,14 @@ async def enqueue_trial_expired_email(
     client: JobClient, *, user_id: int, conn: Connection | None = None
 ) -> EnqueuedJob:
     return await client.enqueue(
-        SEND_TRIAL_EXPIRED_EMAIL, {"user_id": user_id}, conn=conn, job_key=trial_expired_key(user_id)
+        SEND_TRIAL_EXPIRED_EMAIL, TrialExpiredEmailArgs(user_id=user_id), conn=conn, job_key=trial_expired_key(user_id)
     )
 
 
 async def enqueue_invoice_reminder_email(
     client: JobClient, *, invoice_id: str, days_open: Literal[3, 7], conn: Connection | None = None
 ) -> EnqueuedJob:
-    args = {"invoice_id": invoice_id, "days_open": days_open}
+    args = InvoiceReminderEmailArgs(invoice_id=invoice_id, days_open=days_open)
     return await client.enqueue(
         SEND_INVOICE_REMINDER_EMAIL, args, conn=conn, job_key=invoice_reminder_key(invoice_id, days_open)
     )

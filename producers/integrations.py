@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from db.pool import Connection
-from millrace.client import EnqueuedJob, JobClient
-from millrace.declare import JobArgs, JobRef
+from millrace import Connection, EnqueuedJob, JobArgs, JobClient, JobRef
 from queues import INTEGRATIONS
 
 
@@ -19,4 +17,4 @@ SYNC_CRM_CONTACT = JobRef("sync_crm_contact", INTEGRATIONS, CrmContactArgs)
 
 async def enqueue_crm_sync(client: JobClient, *, user_id: int, conn: Connection | None = None) -> EnqueuedJob:
     """Create or update the user's CRM contact; a pending sync for the same user absorbs this one."""
-    return await client.enqueue(SYNC_CRM_CONTACT, {"user_id": user_id}, conn=conn, job_key=f"crm:{user_id}")
+    return await client.enqueue(SYNC_CRM_CONTACT, CrmContactArgs(user_id=user_id), conn=conn, job_key=f"crm:{user_id}")

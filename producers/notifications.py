@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from db.pool import Connection
-from millrace.client import EnqueuedJob, JobClient
-from millrace.declare import JobArgs, JobRef
+from millrace import Connection, EnqueuedJob, JobArgs, JobClient, JobRef
 from queues import NOTIFICATIONS
 
 
@@ -27,5 +25,5 @@ DELIVER_SMS = JobRef("deliver_sms_notification", NOTIFICATIONS, NotificationArgs
 async def enqueue_notification(
     client: JobClient, *, user_id: int, event_key: str, title: str, body: str, conn: Connection | None = None
 ) -> EnqueuedJob:
-    args = {"user_id": user_id, "event_key": event_key, "title": title, "body": body}
+    args = NotificationArgs(user_id=user_id, event_key=event_key, title=title, body=body)
     return await client.enqueue(NOTIFY_USER, args, conn=conn, job_key=f"notify:{user_id}:{event_key}")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from db.pool import Connection
-from millrace.client import EnqueuedJob, JobClient
-from millrace.declare import JobArgs, JobRef
+from millrace import Connection, EnqueuedJob, JobArgs, JobClient, JobRef
 from queues import WEBHOOKS
 
 
@@ -20,4 +18,6 @@ async def enqueue_webhook_processing(
     client: JobClient, *, provider: str, event_id: str, conn: Connection
 ) -> EnqueuedJob:
     """Always inside the transaction that stored the event: stored and queued, or neither."""
-    return await client.enqueue(PROCESS_WEBHOOK_EVENT, {"provider": provider, "event_id": event_id}, conn=conn)
+    return await client.enqueue(
+        PROCESS_WEBHOOK_EVENT, WebhookEventArgs(provider=provider, event_id=event_id), conn=conn
+    )

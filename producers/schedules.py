@@ -6,7 +6,7 @@ import datetime as dt
 
 from pydantic import Field
 
-from millrace.declare import JobArgs, JobRef
+from millrace import JobArgs, JobRef
 from queues import MAINTENANCE
 
 

@@ -15,7 +15,7 @@ export WEBHOOK_SECRETS="${WEBHOOK_SECRETS:-{\"stripe\": [\"whsec_demo_only\"]\}}
 
 echo "Millrace: status page on http://127.0.0.1:$PORT/status/ ; demo emails land in ${EML_DIR:-var/outbox-mail}/"
 # the demo load signs up a few users through the web app once it answers; Ctrl-C stops everything
-"$BIN/millrace" demo --count "${DEMO_USERS:-10}" --interval 1 &
+"$BIN/python" -m scripts.demo_load --count "${DEMO_USERS:-10}" --interval 1 &
 demo=$!
 trap 'kill $demo 2>/dev/null || true' EXIT
 # `release:` has run above; honcho runs the long-lived processes of the same Procfile production uses

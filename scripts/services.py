@@ -57,11 +57,27 @@ def ensure_redis(url: str) -> None:
     folder = LOCAL / "redis"
     folder.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "yes", "--save", "",
-         "--appendonly", "no", "--dir", str(folder), "--pidfile", str(folder / "redis.pid"),
-         "--logfile", str(folder / "redis.log")],
+        [
+            server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--daemonize",
+            "yes",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+            "--pidfile",
+            str(folder / "redis.pid"),
+            "--logfile",
+            str(folder / "redis.log"),
+        ],
         check=True,
-    )  # fmt: skip
+    )
     wait_until_reachable(host, port, "redis-server")
     print(f"started a private redis-server on {host}:{port} (pid file {folder / 'redis.pid'})")
 
@@ -99,11 +115,16 @@ def ensure_postgres(url: str) -> None:
         os.chown(folder, postgres_user.pw_uid, postgres_user.pw_gid)
     if not (data / "PG_VERSION").exists():
         user = parts.username or "postgres"
-        subprocess.run(as_postgres_user([initdb, "-D", str(data), "-U", user, "--auth=trust", "-E", "UTF8"]),
-                       check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+        subprocess.run(
+            as_postgres_user([initdb, "-D", str(data), "-U", user, "--auth=trust", "-E", "UTF8"]),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
-    subprocess.run(as_postgres_user([pg_ctl, "-D", str(data), "-l", str(folder / "postgres.log"), "-o", options,
-                                     "-w", "start"]), check=True)  # fmt: skip
+    subprocess.run(
+        as_postgres_user([pg_ctl, "-D", str(data), "-l", str(folder / "postgres.log"), "-o", options, "-w", "start"]),
+        check=True,
+    )
     wait_until_reachable(host, port, "PostgreSQL")
     print(f"started a private PostgreSQL on {host}:{port} (data in {data})")
 

@@ -16,10 +16,15 @@ def service_env(database_url: str, redis_url: str) -> dict[str, str]:
 
 async def millrace(database_url: str, redis_url: str, *args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli", *args,
-        env=service_env(database_url, redis_url), cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "cli",
+        *args,
+        env=service_env(database_url, redis_url),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await process.communicate()
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()

@@ -16,9 +16,8 @@ import asyncpg
 import pytest
 import redis.asyncio
 
-import db.migrate
-import db.pool
-from db.pool import Pool
+import db
+from millrace import Pool, store
 from millrace.client import JobClient
 from millrace.declare import collect
 from millrace.worker import WorkerConfig, worker_settings
@@ -40,10 +39,9 @@ async def template_database() -> AsyncIterator[str]:
     name = f"millrace_tpl_{os.getpid()}"
     admin = await asyncpg.connect(ADMIN_DATABASE_URL)
     await admin.execute(f'CREATE DATABASE "{name}"')
-    conn = await db.pool.connect(with_database(ADMIN_DATABASE_URL, name))
+    conn = await store.pool.connect(with_database(ADMIN_DATABASE_URL, name))
     try:
-        await db.migrate.apply_migrations(conn)
-        await conn.execute(app.EFFECTS_TABLE)
+        await store.migrate.apply_migrations(conn, [db.MIGRATIONS, app.MIGRATIONS])
     finally:
         await conn.close()
     yield name
@@ -74,7 +72,7 @@ async def database_url(template_database: str) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def pool(database_url: str) -> AsyncIterator[Pool]:
-    pool = await db.pool.create_pool(database_url)
+    pool = await store.pool.create_pool(database_url)
     yield pool
     await pool.close()
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import httpx
 
+from scripts.demo_load import wait_until_up
 from tests.processes import Process, processes
 from tests.providers import Providers, provider_server
 from tests.servers import free_port
 from tests.smtp import Mailbox, smtp_server
-from web.demo_load import wait_until_up
 
 WEBHOOK_SECRET = "whsec_test_current"
 OLD_WEBHOOK_SECRET = "whsec_test_previous"

@@ -81,10 +81,12 @@ class Providers:
 @contextmanager
 def provider_server() -> Iterator[Providers]:
     providers = Providers(port=free_port())
-    app = Starlette(routes=[
-        Route("/{provider}", providers.handle, methods=["POST", "PUT"]),
-        Route("/{provider}/{rest:path}", providers.handle, methods=["POST", "PUT"]),
-    ])  # fmt: skip
+    app = Starlette(
+        routes=[
+            Route("/{provider}", providers.handle, methods=["POST", "PUT"]),
+            Route("/{provider}/{rest:path}", providers.handle, methods=["POST", "PUT"]),
+        ]
+    )
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=providers.port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

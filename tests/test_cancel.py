@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import db.jobs
-import db.outbox
-from db.pool import Pool
+from millrace import NoArgs, Pool, store
 from millrace.client import JobClient
 from tests.cli_run import millrace
 from tests.conftest import RunWorker, effects
@@ -12,11 +10,11 @@ from tests.sample import app
 
 
 async def test_cancelled_job_never_runs(client: JobClient, pool: Pool, redis_url: str, run_worker: RunWorker) -> None:
-    enqueued = await client.enqueue(app.FLAKY, {"fail_times": 0}, delay_s=0.3)
+    enqueued = await client.enqueue(app.FLAKY, app.FlakyArgs(fail_times=0), delay_s=0.3)
     assert await client.cancel(enqueued.id) == "cancelled"
     await run_worker()
     async with pool.acquire() as conn:
-        job = await db.jobs.get_job(conn, enqueued.id)
+        job = await store.jobs.get_job(conn, enqueued.id)
     assert job.status == "cancelled"
     assert await effects(pool) == []
     assert await client.redis.zcard(app.TESTQ.redis_key) == 0
@@ -24,15 +22,15 @@ async def test_cancelled_job_never_runs(client: JobClient, pool: Pool, redis_url
 
 async def test_cancelling_a_job_still_in_the_outbox_removes_it(client: JobClient, pool: Pool) -> None:
     async with pool.acquire() as conn, conn.transaction():
-        enqueued = await client.enqueue(app.NOOP, {}, conn=conn)
+        enqueued = await client.enqueue(app.NOOP, NoArgs(), conn=conn)
     assert await client.cancel(enqueued.id) == "cancelled"
-    assert await db.outbox.count_entries(pool) == 0
+    assert await store.outbox.count_entries(pool) == 0
 
 
 async def test_finished_job_is_not_cancelled(
     client: JobClient, database_url: str, redis_url: str, run_worker: RunWorker
 ) -> None:
-    enqueued = await client.enqueue(app.NOOP, {})
+    enqueued = await client.enqueue(app.NOOP, NoArgs())
     await run_worker()
     assert await client.cancel(enqueued.id) == "not_pending"
     code, _, err = await millrace(database_url, redis_url, "jobs", "cancel", enqueued.id)
@@ -42,8 +40,8 @@ async def test_finished_job_is_not_cancelled(
 
 async def test_job_a_worker_has_started_is_not_cancelled(client: JobClient, pool: Pool, redis_url: str) -> None:
     """The record still says queued (its start is not written yet), but arq marked it in progress."""
-    enqueued = await client.enqueue(app.NOOP, {})
+    enqueued = await client.enqueue(app.NOOP, NoArgs())
     await client.redis.set(f"arq:in-progress:{enqueued.id}", b"1")
     assert await client.cancel(enqueued.id) == "running"
     async with pool.acquire() as conn:
-        assert (await db.jobs.get_job(conn, enqueued.id)).status == "queued"
+        assert (await store.jobs.get_job(conn, enqueued.id)).status == "queued"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-from db.pool import Pool
+from millrace import Pool
 from millrace.client import JobClient
 from tests.conftest import RunWorker, effects
 from tests.sample import app
@@ -29,7 +29,7 @@ def test_max_overlap_counts_what_runs_at_once() -> None:
 async def test_concurrency_limit_is_reached_and_never_exceeded(
     client: JobClient, pool: Pool, run_worker: RunWorker
 ) -> None:
-    await asyncio.gather(*(client.enqueue(app.SLEEPY, {"seconds": 0.2}) for _ in range(24)))
+    await asyncio.gather(*(client.enqueue(app.SLEEPY, app.SleepArgs(seconds=0.2)) for _ in range(24)))
     await run_worker()
     rows = await effects(pool)
     starts = {r["job_id"]: r["at"] for r in rows if r["kind"] == "start"}

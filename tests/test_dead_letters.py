@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-import db.jobs
-from db.pool import Pool
+from millrace import NoArgs, Pool, store
 from millrace.client import JobClient
 from tests.cli_run import millrace
 from tests.conftest import RunWorker, attempt_outcomes
@@ -16,7 +15,7 @@ async def test_dead_letter_retried_to_success(
     client: JobClient, pool: Pool, database_url: str, redis_url: str, run_worker: RunWorker
 ) -> None:
     """Three failed attempts (the whole budget), then `millrace dead retry ID`: attempt 4 succeeds."""
-    enqueued = await client.enqueue(app.FLAKY, {"fail_times": 3})
+    enqueued = await client.enqueue(app.FLAKY, app.FlakyArgs(fail_times=3))
     await run_worker()
     code, out, _ = await millrace(database_url, redis_url, "dead", "list", "--json")
     assert code == 0
@@ -28,8 +27,8 @@ async def test_dead_letter_retried_to_success(
     await run_worker()
 
     async with pool.acquire() as conn:
-        job = await db.jobs.get_job(conn, enqueued.id)
-        attempts = await db.jobs.list_attempts(conn, enqueued.id)
+        job = await store.jobs.get_job(conn, enqueued.id)
+        attempts = await store.jobs.list_attempts(conn, enqueued.id)
     assert (job.status, job.attempts, job.attempt_base) == ("succeeded", 4, 3)
     assert attempt_outcomes(attempts) == ["retrying", "retrying", "dead", "succeeded"]
 
@@ -37,10 +36,10 @@ async def test_dead_letter_retried_to_success(
 async def test_bulk_retry_by_function_and_error_type(
     client: JobClient, pool: Pool, database_url: str, redis_url: str, run_worker: RunWorker
 ) -> None:
-    flaky = [await client.enqueue(app.FLAKY, {"fail_times": 1, "error": "give_up"}) for _ in range(3)]
-    hung = await client.enqueue(app.HANG, {})
+    flaky = [await client.enqueue(app.FLAKY, app.FlakyArgs(fail_times=1, error="give_up")) for _ in range(3)]
+    hung = await client.enqueue(app.HANG, NoArgs())
     await run_worker()
-    assert len(await db.jobs.list_jobs(pool, status="dead")) == 4
+    assert len(await store.jobs.list_jobs(pool, status="dead")) == 4
 
     code, out, err = await millrace(
         database_url, redis_url, "dead", "retry", "--function", "flaky", "--error-type", "PermissionError"
@@ -49,8 +48,8 @@ async def test_bulk_retry_by_function_and_error_type(
     assert "requeued 3" in out
     await run_worker()
     async with pool.acquire() as conn:
-        assert {(await db.jobs.get_job(conn, j.id)).status for j in flaky} == {"succeeded"}
-        assert (await db.jobs.get_job(conn, hung.id)).status == "dead"
+        assert {(await store.jobs.get_job(conn, j.id)).status for j in flaky} == {"succeeded"}
+        assert (await store.jobs.get_job(conn, hung.id)).status == "dead"
 
 
 async def test_retrying_a_job_that_is_not_dead_says_so(database_url: str, redis_url: str) -> None:
@@ -62,7 +61,7 @@ async def test_retrying_a_job_that_is_not_dead_says_so(database_url: str, redis_
 async def test_jobs_show_lists_every_attempt(
     client: JobClient, database_url: str, redis_url: str, run_worker: RunWorker
 ) -> None:
-    enqueued = await client.enqueue(app.FLAKY, {"fail_times": 1})
+    enqueued = await client.enqueue(app.FLAKY, app.FlakyArgs(fail_times=1))
     await run_worker()
     code, out, _ = await millrace(database_url, redis_url, "jobs", "show", enqueued.id, "--json")
     assert code == 0
@@ -75,10 +74,10 @@ async def test_jobs_show_lists_every_attempt(
 async def test_status_counts_by_queue(
     client: JobClient, database_url: str, redis_url: str, run_worker: RunWorker
 ) -> None:
-    await client.enqueue(app.NOOP, {})
-    await client.enqueue(app.FLAKY, {"fail_times": 9, "error": "give_up"})
+    await client.enqueue(app.NOOP, NoArgs())
+    await client.enqueue(app.FLAKY, app.FlakyArgs(fail_times=9, error="give_up"))
     await run_worker()
-    await client.enqueue(app.NOOP, {})
+    await client.enqueue(app.NOOP, NoArgs())
     code, out, _ = await millrace(database_url, redis_url, "status", "--json")
     assert code == 0
     (testq,) = json.loads(out)["queues"]

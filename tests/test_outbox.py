@@ -11,10 +11,7 @@ import pytest
 import redis.asyncio
 from arq.constants import job_key_prefix
 
-import db.jobs
-import db.outbox
-from db.pool import Pool
-from millrace import dispatch, relay
+from millrace import NoArgs, Pool, dispatch, relay, store
 from millrace.client import JobClient
 from millrace.relay import OutboxRelay
 from tests.conftest import RunWorker, effects
@@ -36,7 +33,7 @@ async def queued_ids(redis_url: str) -> list[bytes]:
 
 async def enqueue_then_roll_back(client: JobClient, pool: Pool) -> None:
     async with pool.acquire() as conn, conn.transaction():
-        await client.enqueue(app.FLAKY, {"fail_times": 0}, conn=conn)
+        await client.enqueue(app.FLAKY, app.FlakyArgs(fail_times=0), conn=conn)
         raise Rollback
 
 
@@ -44,8 +41,8 @@ async def test_rolled_back_transaction_enqueues_nothing(client: JobClient, pool:
     with pytest.raises(Rollback):
         await enqueue_then_roll_back(client, pool)
     await relay.deliver_all(pool, client.redis, None)
-    assert await db.jobs.list_jobs(pool) == []
-    assert await db.outbox.count_entries(pool) == 0
+    assert await store.jobs.list_jobs(pool) == []
+    assert await store.outbox.count_entries(pool) == 0
     assert await queued_ids(redis_url) == []
 
 
@@ -53,7 +50,7 @@ async def test_committed_transaction_runs_the_job_exactly_once(
     client: JobClient, pool: Pool, redis_url: str, run_worker: RunWorker
 ) -> None:
     async with pool.acquire() as conn, conn.transaction():
-        enqueued = await client.enqueue(app.FLAKY, {"fail_times": 0}, conn=conn)
+        enqueued = await client.enqueue(app.FLAKY, app.FlakyArgs(fail_times=0), conn=conn)
         assert enqueued.via == "outbox"
         assert await queued_ids(redis_url) == []  # nothing escapes before the commit
     assert await relay.deliver_all(pool, client.redis, None) == 1
@@ -70,7 +67,7 @@ async def test_relay_is_woken_by_the_commit_not_by_its_sweep(client: JobClient, 
     await asyncio.sleep(0.2)  # listening
     try:
         async with pool.acquire() as conn, conn.transaction():
-            enqueued = await client.enqueue(app.NOOP, {}, conn=conn)
+            enqueued = await client.enqueue(app.NOOP, NoArgs(), conn=conn)
         await wait_for(lambda: client.redis.exists(job_key_prefix + enqueued.id), timeout_s=10, what="delivery")
     finally:
         await running.close()
@@ -78,8 +75,8 @@ async def test_relay_is_woken_by_the_commit_not_by_its_sweep(client: JobClient, 
 
 async def deliver_then_crash(client: JobClient, pool: Pool) -> None:
     async with pool.acquire() as conn, conn.transaction():
-        entries = await db.outbox.claim_entries(conn, None, 10)
-        await dispatch.push(client.redis, [relay.dispatch_entry(e, 0) for e in entries])
+        entries = await store.outbox.claim_entries(conn, None, 10)
+        await dispatch.push(client.redis, [dispatch.for_entry(e) for e in entries])
         raise Rollback  # the commit never happens
 
 
@@ -88,31 +85,31 @@ async def test_redelivery_after_a_relay_crash_is_dropped_by_redis(
 ) -> None:
     """The relay pushed to Redis, then died before its commit: the rows come back, the job does not double."""
     async with pool.acquire() as conn, conn.transaction():
-        enqueued = await client.enqueue(app.NOOP, {}, conn=conn)
+        enqueued = await client.enqueue(app.NOOP, NoArgs(), conn=conn)
     with pytest.raises(Rollback):
         await deliver_then_crash(client, pool)
-    assert await db.outbox.count_entries(pool) == 1
+    assert await store.outbox.count_entries(pool) == 1
     assert await relay.deliver_all(pool, client.redis, None) == 1
     assert await queued_ids(redis_url) == [enqueued.id.encode()]
 
 
 async def test_job_key_gives_one_pending_job(client: JobClient, pool: Pool, run_worker: RunWorker) -> None:
-    first = await client.enqueue(app.NOOP, {}, job_key="report:42")
-    again = await client.enqueue(app.NOOP, {}, job_key="report:42")
+    first = await client.enqueue(app.NOOP, NoArgs(), job_key="report:42")
+    again = await client.enqueue(app.NOOP, NoArgs(), job_key="report:42")
     async with pool.acquire() as conn, conn.transaction():
-        in_tx = await client.enqueue(app.NOOP, {}, job_key="report:42", conn=conn)
+        in_tx = await client.enqueue(app.NOOP, NoArgs(), job_key="report:42", conn=conn)
     assert (first.created, again.created, in_tx.created) == (True, False, False)
     assert first.id == again.id == in_tx.id
     await run_worker()
-    after = await client.enqueue(app.NOOP, {}, job_key="report:42")  # done: the key is free again
+    after = await client.enqueue(app.NOOP, NoArgs(), job_key="report:42")  # done: the key is free again
     assert after.created
     assert after.id != first.id
 
 
 async def test_delay_defers_the_job(client: JobClient, pool: Pool, redis_url: str) -> None:
-    enqueued = await client.enqueue(app.NOOP, {}, delay_s=60)
+    enqueued = await client.enqueue(app.NOOP, NoArgs(), delay_s=60)
     async with pool.acquire() as conn:
-        assert (await db.jobs.get_job(conn, enqueued.id)).status == "deferred"
+        assert (await store.jobs.get_job(conn, enqueued.id)).status == "deferred"
     score = await client.redis.zscore(app.TESTQ.redis_key, enqueued.id)
     assert score is not None
     assert score / 1000 - time.time() > 55
@@ -134,12 +131,12 @@ async def test_redis_down_during_the_transaction_loses_nothing(
         running.start()
         private_redis.stop()
         async with pool.acquire() as conn, conn.transaction():
-            enqueued = await client.enqueue(app.FLAKY, {"fail_times": 0}, conn=conn)
+            enqueued = await client.enqueue(app.FLAKY, app.FlakyArgs(fail_times=0), conn=conn)
         await asyncio.sleep(1.0)  # the relay tries, fails, keeps the row
-        assert await db.outbox.count_entries(pool) == 1
+        assert await store.outbox.count_entries(pool) == 1
         private_redis.start()
         for _ in range(100):
-            if await db.outbox.count_entries(pool) == 0:
+            if await store.outbox.count_entries(pool) == 0:
                 break
             await asyncio.sleep(0.1)
         await running.close()
@@ -152,7 +149,7 @@ async def test_direct_enqueue_with_redis_down_is_handed_to_the_relay(
 ) -> None:
     async with JobClient.open(redis_url=private_redis.url, pool=pool) as client:
         private_redis.stop()
-        enqueued = await client.enqueue(app.FLAKY, {"fail_times": 0})
+        enqueued = await client.enqueue(app.FLAKY, app.FlakyArgs(fail_times=0))
         assert enqueued.via == "outbox"
         private_redis.start()
         assert await relay.deliver_all(pool, client.redis, None) == 1

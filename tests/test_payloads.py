@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import redis.asyncio
 from arq.constants import job_key_prefix
 
-import db.jobs
-from db.pool import Pool
-from millrace import payload
+from millrace import Pool, payload, store
 from millrace.client import JobClient
 from millrace.errors import InvalidJobArguments
 from tests.conftest import RunWorker
@@ -19,11 +19,16 @@ async def test_invalid_arguments_are_refused_at_enqueue_naming_the_field(
     client: JobClient, pool: Pool, redis_url: str
 ) -> None:
     with pytest.raises(InvalidJobArguments, match=r"fail_times: Input should be a valid integer") as refused:
-        await client.enqueue(app.FLAKY, {"fail_times": "many"})
+        app.FLAKY.validate({"fail_times": "many"})  # JSON, as the CLI and the worker read it
     assert refused.value.function == "flaky"
+    typo: dict[str, Any] = {"fail_times": 1, "surprise": True}
     with pytest.raises(InvalidJobArguments, match=r"surprise: Extra inputs are not permitted"):
-        await client.enqueue(app.FLAKY, {"fail_times": 1, "surprise": True})
-    assert await db.jobs.list_jobs(pool) == []
+        await client.enqueue(app.FLAKY, app.FlakyArgs(**typo))  # a producer mypy could not check
+    with pytest.raises(InvalidJobArguments, match=r"note: text contains a NUL character"):
+        await client.enqueue(app.FLAKY, app.FlakyArgs(fail_times=0, note="a\x00b"))
+    with pytest.raises(InvalidJobArguments, match=r"note: text contains a lone surrogate"):
+        await client.enqueue(app.FLAKY, app.FlakyArgs(fail_times=0, note="\ud800"))
+    assert await store.jobs.list_jobs(pool) == []
     assert await client.redis.zcard(app.TESTQ.redis_key) == 0
 
 
@@ -50,8 +55,8 @@ async def test_corrupt_payload_ends_dead_with_a_clear_error(
     await plant(redis_url, "planted", raw)
     await run_worker()  # returns: the queue is empty, no crash loop and no endless retry
     async with pool.acquire() as conn:
-        job = await db.jobs.get_job(conn, "planted")
-        attempts = await db.jobs.list_attempts(conn, "planted")
+        job = await store.jobs.get_job(conn, "planted")
+        attempts = await store.jobs.list_attempts(conn, "planted")
     assert (job.status, job.attempts, job.last_error_type) == ("dead", 1, "CorruptPayload")
     assert reason in (job.last_error or "")
     assert [a.outcome for a in attempts] == ["dead"]
@@ -64,6 +69,6 @@ async def test_arguments_corrupted_in_redis_end_dead_naming_the_field(
     await plant(redis_url, "tampered", payload.serialize_job("flaky", [envelope], 0))
     await run_worker()
     async with pool.acquire() as conn:
-        job = await db.jobs.get_job(conn, "tampered")
+        job = await store.jobs.get_job(conn, "tampered")
     assert (job.status, job.attempts, job.last_error_type) == ("dead", 1, "InvalidJobArguments")
     assert "fail_times: Input should be a valid integer" in (job.last_error or "")

@@ -10,15 +10,13 @@ from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
 
 import db.billing
-import db.pool
 import db.users
-from db.errors import AlreadyExists, NotFound
-from millrace.client import JobClient
-from millrace.logs import configure_logging
+import millrace
+from millrace import AlreadyExists, JobClient, NotFound, configure_logging
 from producers.emails import enqueue_admin_email, enqueue_password_reset_email, enqueue_welcome_email
 from producers.integrations import enqueue_crm_sync
 from settings import Settings
-from web import notifications, status_page, webhooks
+from web import notifications, webhooks
 from web.state import AppState, state_of
 
 TRIAL = timedelta(days=14)
@@ -46,9 +44,9 @@ def create_app(settings: Settings) -> FastAPI:
         # one pool and one JobClient for the process's lifetime; the client borrows the app's pool
         # opened whole at start-up: the first burst of requests must not wait for connections to be made
         size = settings.database_pool_max_size
-        pool = await db.pool.create_pool(str(settings.database_url), min_size=size, max_size=size)
+        pool = await millrace.create_pool(settings.database_dsn(), min_size=size, max_size=size)
         try:
-            async with JobClient.open(redis_url=str(settings.redis_url), pool=pool) as jobs:
+            async with JobClient.open(redis_url=settings.redis_dsn(), pool=pool) as jobs:
                 app.state.millrace = AppState(settings=settings, pool=pool, jobs=jobs)
                 yield
         finally:
@@ -63,7 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_api_route("/users/{user_id}/preferences", notifications.set_preferences, methods=["PUT"])
     app.add_api_route("/users/{user_id}/notifications", notifications.list_notifications, methods=["GET"])
     app.add_api_route("/tasks", notifications.create_task, methods=["POST"], status_code=201)
-    app.mount("/status", status_page.router(lambda request: state_of(request).pool))
+    app.mount("/status", millrace.status.router(lambda request: state_of(request).pool))
     return app
 
 

@@ -9,8 +9,8 @@ from pydantic import BaseModel, Field
 
 import db.notifications
 import db.tasks
-from db.errors import NotFound
 from jobs.ssrf import UnsafeUrl, check_outbound_url
+from millrace import NotFound
 from producers.notifications import enqueue_notification
 from web.state import state_of
 
@@ -62,12 +62,19 @@ async def create_task(body: TaskBody, request: Request) -> TaskCreated:
             task_id = await db.tasks.insert_task(conn, title=body.title, assignee_id=body.assignee_id)
         except NotFound:
             raise HTTPException(422, "no such assignee") from None
-        await enqueue_notification(state.jobs, user_id=body.assignee_id, event_key=f"task:{task_id}:assigned",
-                                   title="Task assigned to you", body=body.title, conn=conn)  # fmt: skip
+        await enqueue_notification(
+            state.jobs,
+            user_id=body.assignee_id,
+            event_key=f"task:{task_id}:assigned",
+            title="Task assigned to you",
+            body=body.title,
+            conn=conn,
+        )
     return TaskCreated(id=task_id)
 
 
 async def list_notifications(user_id: int, request: Request) -> list[NotificationOut]:
     notes = await db.notifications.list_notifications(state_of(request).pool, user_id)
-    return [NotificationOut(id=n.id, title=n.title, body=n.body, created_at=n.created_at, read_at=n.read_at)
-            for n in notes]  # fmt: skip
+    return [
+        NotificationOut(id=n.id, title=n.title, body=n.body, created_at=n.created_at, read_at=n.read_at) for n in notes
+    ]

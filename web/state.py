@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from db.pool import Pool
-from millrace.client import JobClient
+from millrace import JobClient, Pool
 from settings import Settings
 
 

@@ -55,15 +55,21 @@ async def receive_webhook(provider: str, request: Request) -> JSONResponse:
     except BodyTooLarge:
         raise HTTPException(413, "webhook body too large") from None
     try:
-        verify(request.headers.get("stripe-signature"), body, secrets,
-               now=time.time(), tolerance_s=settings.webhook_tolerance_s)  # fmt: skip
+        verify(
+            request.headers.get("stripe-signature"),
+            body,
+            secrets,
+            now=time.time(),
+            tolerance_s=settings.webhook_tolerance_s,
+        )
     except SignatureError as error:
         log.warning("webhook_refused", provider=provider, reason=str(error))
         raise HTTPException(400, "invalid signature") from None
     event_id, event_type, occurred_at, payload = parse_event(body)
     async with state.pool.acquire() as conn, conn.transaction():
-        stored = await db.webhooks.insert_event(conn, provider=provider, event_id=event_id, event_type=event_type,
-                                                occurred_at=occurred_at, payload=payload)  # fmt: skip
+        stored = await db.webhooks.insert_event(
+            conn, provider=provider, event_id=event_id, event_type=event_type, occurred_at=occurred_at, payload=payload
+        )
         if stored:
             await enqueue_webhook_processing(state.jobs, provider=provider, event_id=event_id, conn=conn)
     log.info("webhook_received", provider=provider, event_id=event_id, duplicate=not stored)

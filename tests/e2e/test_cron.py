@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from db.pool import Pool
+from millrace import Pool
 from tests.conftest import effects
 from tests.processes import processes
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import db.jobs
-from db.pool import Pool
+from millrace import Pool, store
 from tests.platform import Platform, running_platform
 from tests.processes import wait_for
 
@@ -18,8 +17,13 @@ pytestmark = pytest.mark.e2e
 async def user_with_channels(platform: Platform, *, slack: bool, sms: bool) -> int:
     response = await platform.http.post("/users", json={"email": "ann@example.com", "name": "Ann"})
     user_id: int = response.json()["id"]
-    preferences = {"in_app": True, "slack": slack, "sms": sms, "phone": "+4915112345678",
-                   "slack_webhook_url": platform.providers.url("slack") + "/services/T0/B0/x"}  # fmt: skip
+    preferences = {
+        "in_app": True,
+        "slack": slack,
+        "sms": sms,
+        "phone": "+4915112345678",
+        "slack_webhook_url": platform.providers.url("slack") + "/services/T0/B0/x",
+    }
     assert (await platform.http.put(f"/users/{user_id}/preferences", json=preferences)).status_code == 200
     return user_id
 
@@ -45,11 +49,11 @@ async def test_a_failing_channel_retries_alone(pool: Pool, database_url: str, re
         (sms,) = platform.providers.delivered("sms")
     assert "Review Q3 report" in slack["text"]
     assert sms["to"] == "+4915112345678"
-    slack_job = (await db.jobs.list_jobs(pool, function="deliver_slack_notification"))[0]
+    slack_job = (await store.jobs.list_jobs(pool, function="deliver_slack_notification"))[0]
     assert (slack_job.status, slack_job.last_error_type) == ("succeeded", "ProviderUnavailable")
     assert slack_job.attempts >= 2
     for other in ("deliver_in_app_notification", "deliver_sms_notification"):
-        assert [(j.status, j.attempts) for j in await db.jobs.list_jobs(pool, function=other)] == [("succeeded", 1)]
+        assert [(j.status, j.attempts) for j in await store.jobs.list_jobs(pool, function=other)] == [("succeeded", 1)]
 
 
 async def test_preferences_decide_which_channels_run(
@@ -71,8 +75,9 @@ async def test_internal_webhook_urls_are_refused(pool: Pool, database_url: str, 
     async with running_platform(database_url, redis_url, tmp_path) as platform:
         user_id = (await platform.http.post("/users", json={"email": "x@example.com", "name": "X"})).json()["id"]
         for url in ("http://169.254.169.254/latest/meta-data/", "http://10.0.0.8/hook", "http://localhost:6379/"):
-            response = await platform.http.put(f"/users/{user_id}/preferences",
-                                               json={"slack": True, "slack_webhook_url": url})  # fmt: skip
+            response = await platform.http.put(
+                f"/users/{user_id}/preferences", json={"slack": True, "slack_webhook_url": url}
+            )
             assert response.status_code == 422, url
             assert "not a public address" in response.json()["detail"]
 
@@ -88,8 +93,8 @@ async def test_sms_provider_429_retry_after_is_honoured(
         await wait_for(lambda: platform.providers.attempts("sms") >= 1, timeout_s=20, what="the first SMS attempt")
         platform.providers.recover("sms")
         await wait_for(lambda: platform.providers.delivered("sms"), timeout_s=20, what="the SMS after Retry-After")
-    (job,) = await db.jobs.list_jobs(pool, function="deliver_sms_notification")
-    first, second = await db.jobs.list_attempts(pool, job.id)
+    (job,) = await store.jobs.list_jobs(pool, function="deliver_sms_notification")
+    first, second = await store.jobs.list_attempts(pool, job.id)
     assert (job.status, first.error_type) == ("succeeded", "RetryAfter")
     assert first.finished_at is not None
     assert second.started_at is not None

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import db.jobs
-from db.pool import Pool
 from jobs.emails import EMAIL_RETRY
+from millrace import Pool, store
 from tests.platform import running_platform
 from tests.processes import wait_for
 
@@ -36,7 +35,7 @@ async def test_outage_then_recovery_delivers_every_email_once(
         await wait_for(lambda: len(delivered()) == 20, timeout_s=60, what="all 20 emails after recovery")
         await asyncio.sleep(2)  # a duplicate would arrive now
         assert set(delivered().values()) == {1}
-    email_jobs = list(await db.jobs.list_jobs(pool, queue="emails"))
+    email_jobs = list(await store.jobs.list_jobs(pool, queue="emails"))
     assert len(email_jobs) == 20
     assert {j.status for j in email_jobs} == {"succeeded"}
     assert all(2 <= j.attempts <= EMAIL_RETRY.attempts for j in email_jobs)

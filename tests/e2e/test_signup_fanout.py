@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import db.jobs
-from db.pool import Pool
+from millrace import Pool, store
 from tests.platform import running_platform
 from tests.processes import wait_for
 
@@ -34,8 +33,10 @@ async def test_signup_never_waits_on_a_hanging_provider(
             response = await platform.http.post("/users", json={"email": f"u{i}@example.com", "name": f"U {i}"})
             latencies_ms.append((time.perf_counter() - started) * 1000)
             assert response.status_code == 201
-        print(f"signup latency with hanging providers: p50 {statistics.median(latencies_ms):.1f} ms, "
-              f"p99 {p99(latencies_ms):.1f} ms")  # fmt: skip
+        print(
+            f"signup latency with hanging providers: p50 {statistics.median(latencies_ms):.1f} ms, "
+            f"p99 {p99(latencies_ms):.1f} ms"
+        )
         # behaviour, not a benchmark: no answer waited for a provider (they hang 30 s, time out after 1 s)
         assert max(latencies_ms) < 1000
 
@@ -61,5 +62,5 @@ async def test_each_signup_side_effect_happens_once(
         assert subjects() == ["Welcome to Millrace, Kim", "[Millrace admin] New signup"]
         assert platform.providers.crm_contacts[f"contacts/{user_id}"]["email"] == "kim@example.com"
         assert platform.providers.attempts("crm") >= 2
-    crm_job = (await db.jobs.list_jobs(pool, function="sync_crm_contact"))[0]
+    crm_job = (await store.jobs.list_jobs(pool, function="sync_crm_contact"))[0]
     assert (crm_job.status, crm_job.last_error_type) == ("succeeded", "ProviderUnavailable")

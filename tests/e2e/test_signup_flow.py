@@ -8,13 +8,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-import db.jobs
-import db.outbox
-from db.pool import Pool
+from millrace import Pool, store
+from scripts.demo_load import wait_until_up
 from tests.processes import processes, wait_for
 from tests.servers import free_port
 from tests.smtp import smtp_server
-from web.demo_load import wait_until_up
 
 pytestmark = pytest.mark.e2e
 
@@ -25,8 +23,12 @@ async def test_signup_sends_the_welcome_email_once(
     web_port = free_port()
     with smtp_server() as (mailbox, smtp_port):
         async with processes(database_url, redis_url, tmp_path) as start:
-            env = {"EMAIL_BACKEND": "smtp", "SMTP_PORT": str(smtp_port), "WEB_PORT": str(web_port),
-                   "LOG_FORMAT": "json"}  # fmt: skip
+            env = {
+                "EMAIL_BACKEND": "smtp",
+                "SMTP_PORT": str(smtp_port),
+                "WEB_PORT": str(web_port),
+                "LOG_FORMAT": "json",
+            }
             worker = start("arq", "jobs.worker.EmailsWorker", **env)
             start("uvicorn", "--factory", "web.app:app_from_environment", "--port", str(web_port), **env)
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{web_port}", timeout=10) as http:
@@ -41,7 +43,7 @@ async def test_signup_sends_the_welcome_email_once(
                 await wait_for(lambda: mailbox.to("ada@example.com"), timeout_s=30, what="the welcome email")
 
                 async def recorded() -> bool:
-                    welcome = await db.jobs.list_jobs(pool, function="send_welcome_email")
+                    welcome = await store.jobs.list_jobs(pool, function="send_welcome_email")
                     return [j.status for j in welcome] == ["succeeded"]
 
                 await wait_for(recorded, timeout_s=10, what="the job's record to say it succeeded")
@@ -61,8 +63,8 @@ async def test_signup_sends_the_welcome_email_once(
     assert "<h1>Welcome, Ada!</h1>" in html.get_content()
     assert "Welcome, Ada!" in text.get_content()
     async with pool.acquire() as conn:
-        (job,) = await db.jobs.list_jobs(conn, function="send_welcome_email")
+        (job,) = await store.jobs.list_jobs(conn, function="send_welcome_email")
         assert job.id == created.json()["welcome_job_id"]
         assert job.status == "succeeded"
         # the 409 rolled back: one signup's jobs (welcome and admin emails; no CRM is configured), not two
-        assert len(await db.jobs.list_jobs(conn)) == 2
+        assert len(await store.jobs.list_jobs(conn)) == 2

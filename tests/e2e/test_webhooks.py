@@ -14,7 +14,7 @@ import pytest
 
 import db.billing
 import db.webhooks
-from db.pool import Pool
+from millrace import Pool
 from tests.platform import OLD_WEBHOOK_SECRET, WEBHOOK_SECRET, Platform, running_platform
 from tests.processes import wait_for
 from web.signatures import sign
@@ -26,8 +26,9 @@ def event(event_id: str, event_type: str, created: int, obj: dict[str, Any]) -> 
     return json.dumps({"id": event_id, "type": event_type, "created": created, "data": {"object": obj}}).encode()
 
 
-async def deliver(http: httpx.AsyncClient, body: bytes, *, secret: str = WEBHOOK_SECRET,
-                  skew_s: int = 0, signature: str | None = None) -> httpx.Response:  # fmt: skip
+async def deliver(
+    http: httpx.AsyncClient, body: bytes, *, secret: str = WEBHOOK_SECRET, skew_s: int = 0, signature: str | None = None
+) -> httpx.Response:
     """Sign at the moment of sending, `skew_s` away from now, as a provider with a wrong clock would."""
     header = signature if signature is not None else sign(body, secret, int(time.time()) + skew_s)
     return await http.post("/webhooks/stripe", content=body, headers={"Stripe-Signature": header})
@@ -77,8 +78,13 @@ def storm_events(user_ids: list[int]) -> tuple[list[bytes], dict[int, str], set[
         meta = {"metadata": {"user_id": str(u)}}
 
         def invoice(suffix: str, created: int, u: int = u) -> dict[str, Any]:
-            return {"id": f"in_{u}_{suffix}", "amount_due": 1900, "currency": "eur", "created": created,
-                    "metadata": {"user_id": str(u)}}  # fmt: skip
+            return {
+                "id": f"in_{u}_{suffix}",
+                "amount_due": 1900,
+                "currency": "eur",
+                "created": created,
+                "metadata": {"user_id": str(u)},
+            }
 
         bodies.append(event(f"evt_{u}_1", "checkout.session.completed", base + 1, {**meta, "plan": "pro"}))
         bodies.append(event(f"evt_{u}_2", "invoice.paid", base + 2, invoice("a", base + 2)))

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import db.jobs
 import db.users
 import queues
-from db.pool import Pool
+from millrace import Pool, store
 from millrace.client import JobClient
 from producers.emails import enqueue_welcome_email
 from settings import Settings
@@ -20,9 +19,13 @@ async def first_attempt(settings: Settings) -> None:
 
 def http_settings(database_url: str, redis_url: str, providers: Providers) -> Settings:
     return Settings(
-        database_url=database_url, redis_url=redis_url, email_backend="http",
-        email_api_url=providers.url("email") + "/messages", email_api_token="t", http_timeout_s=0.5,
-    )  # fmt: skip
+        database_url=database_url,
+        redis_url=redis_url,
+        email_backend="http",
+        email_api_url=providers.url("email") + "/messages",
+        email_api_token="t",
+        http_timeout_s=0.5,
+    )
 
 
 async def welcome_job(client: JobClient, pool: Pool) -> str:
@@ -36,7 +39,7 @@ async def test_provider_5xx_is_retried(client: JobClient, pool: Pool, database_u
         providers.fail("email", 503)
         job_id = await welcome_job(client, pool)
         await first_attempt(http_settings(database_url, redis_url, providers))
-    job = await db.jobs.get_job(pool, job_id)
+    job = await store.jobs.get_job(pool, job_id)
     assert (job.status, job.last_error_type) == ("retrying", "ProviderUnavailable")
     assert job.run_at is not None
 
@@ -48,7 +51,7 @@ async def test_provider_4xx_is_dead_with_its_message(
         providers.fail("email", 422)
         job_id = await welcome_job(client, pool)
         await first_attempt(http_settings(database_url, redis_url, providers))
-    job = await db.jobs.get_job(pool, job_id)
+    job = await store.jobs.get_job(pool, job_id)
     assert (job.status, job.last_error_type) == ("dead", "GiveUp")
     assert "email API refused the request (422)" in (job.last_error or "")
     assert "injected 422" in (job.last_error or "")
@@ -61,7 +64,7 @@ async def test_provider_that_hangs_times_out_and_is_retried(
         providers.hang("email", seconds=5)
         job_id = await welcome_job(client, pool)
         await first_attempt(http_settings(database_url, redis_url, providers))
-    job = await db.jobs.get_job(pool, job_id)
+    job = await store.jobs.get_job(pool, job_id)
     assert (job.status, job.last_error_type) == ("retrying", "ReadTimeout")
 
 
@@ -70,8 +73,8 @@ async def test_429_retry_after_is_honoured(client: JobClient, pool: Pool, databa
         providers.fail("email", 429, retry_after="7")
         job_id = await welcome_job(client, pool)
         await first_attempt(http_settings(database_url, redis_url, providers))
-    job = await db.jobs.get_job(pool, job_id)
-    attempt = (await db.jobs.list_attempts(pool, job_id))[0]
+    job = await store.jobs.get_job(pool, job_id)
+    attempt = (await store.jobs.list_attempts(pool, job_id))[0]
     assert (job.status, job.last_error_type) == ("retrying", "RetryAfter")
     assert job.run_at is not None
     assert attempt.finished_at is not None
@@ -85,7 +88,7 @@ async def test_delivered_email_carries_both_parts(
         job_id = await welcome_job(client, pool)
         await first_attempt(http_settings(database_url, redis_url, providers))
         (sent,) = providers.delivered("email")
-    assert (await db.jobs.get_job(pool, job_id)).status == "succeeded"
+    assert (await store.jobs.get_job(pool, job_id)).status == "succeeded"
     assert sent["to"] == ["lin@example.com"]
     assert "Welcome, Lin!" in sent["text"]
     assert "<h1>Welcome, Lin!</h1>" in sent["html"]

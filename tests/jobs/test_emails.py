@@ -8,14 +8,13 @@ from pathlib import Path
 import jinja2
 import pytest
 
-import db.jobs
 import db.users
 import queues
-from db.pool import Pool
 from jobs.emails import render_email
 from jobs.services import open_services
+from millrace import Pool, store
 from millrace.client import JobClient
-from producers.emails import SEND_WELCOME_EMAIL, enqueue_welcome_email
+from producers.emails import SEND_WELCOME_EMAIL, WelcomeEmailArgs, enqueue_welcome_email
 from settings import Settings
 from tests.jobs.workers import run_app_workers
 from tests.smtp import smtp_server
@@ -37,10 +36,10 @@ async def test_welcome_email_is_sent_once_when_its_job_runs_twice(
         await enqueue_welcome_email(client, user_id=user.id)
         await run_emails_worker(settings)
         # the same job again, as after a redelivery: no job key this time, so it is a second job
-        await client.enqueue(SEND_WELCOME_EMAIL, {"user_id": user.id})
+        await client.enqueue(SEND_WELCOME_EMAIL, WelcomeEmailArgs(user_id=user.id))
         await run_emails_worker(settings)
     assert len(mailbox.to("grace@example.com")) == 1
-    assert {j.status for j in await db.jobs.list_jobs(pool)} == {"succeeded"}
+    assert {j.status for j in await store.jobs.list_jobs(pool)} == {"succeeded"}
 
 
 async def test_welcome_for_a_missing_user_is_dead_at_once(
@@ -50,7 +49,7 @@ async def test_welcome_for_a_missing_user_is_dead_at_once(
     enqueued = await enqueue_welcome_email(client, user_id=4242)
     await run_emails_worker(settings)
     async with pool.acquire() as conn:
-        job = await db.jobs.get_job(conn, enqueued.id)
+        job = await store.jobs.get_job(conn, enqueued.id)
     assert (job.status, job.attempts, job.last_error_type) == ("dead", 1, "NotFound")
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-import db.jobs
 import queues
-from db.pool import Pool
+from millrace import Pool, store
 from millrace.client import JobClient
 from producers.maintenance import enqueue_prune_job_records
 from settings import Settings
@@ -25,6 +24,6 @@ async def test_prune_removes_old_finished_records_only(
     )
     await enqueue_prune_job_records(client, older_than_days=30)
     await run_app_workers(Settings(database_url=database_url, redis_url=redis_url), queues.MAINTENANCE)
-    remaining = {j.id for j in await db.jobs.list_jobs(pool, limit=100)}
+    remaining = {j.id for j in await store.jobs.list_jobs(pool, limit=100)}
     assert {"old-dead", "new-ok"} <= remaining
     assert "old-ok" not in remaining

@@ -8,7 +8,7 @@ from collections import Counter
 import db.billing
 import db.users
 import queues
-from db.pool import Pool
+from millrace import Pool
 from millrace.client import JobClient
 from producers import schedules
 from settings import Settings
@@ -24,16 +24,23 @@ async def seed(pool: Pool) -> dict[str, int]:
     async with pool.acquire() as conn:
         users = [await db.users.insert_user(conn, email=f"s{i}@example.com", name=f"S {i}") for i in range(30)]
         for user in users[:20]:
-            await db.billing.apply_subscription_state(conn, user_id=user.id, status="active", plan="pro",
-                                                      features_enabled=True, occurred_at=NOW, event_id="e")  # fmt: skip
+            await db.billing.apply_subscription_state(
+                conn, user_id=user.id, status="active", plan="pro", features_enabled=True, occurred_at=NOW, event_id="e"
+            )
         for i, user in enumerate(users[20:]):
             ends = NOW - dt.timedelta(days=1) if i < 5 else NOW + dt.timedelta(days=5)
             await db.billing.start_trial(conn, user_id=user.id, trial_ends_at=ends, now=NOW - dt.timedelta(days=14))
         for i, user in enumerate(users[:13]):
             age = dt.timedelta(days=4 if i < 5 else 8 if i < 10 else 10)
-            await db.billing.record_invoice(conn, invoice_id=f"in_{i}", user_id=user.id, amount_cents=900,
-                                            currency="eur", created_at=NOW - age,
-                                            paid_at=NOW - dt.timedelta(days=9) if i >= 10 else None)  # fmt: skip
+            await db.billing.record_invoice(
+                conn,
+                invoice_id=f"in_{i}",
+                user_id=user.id,
+                amount_cents=900,
+                currency="eur",
+                created_at=NOW - age,
+                paid_at=NOW - dt.timedelta(days=9) if i >= 10 else None,
+            )
     return {"daily": 25, "weekly": 25, "trial": 5, "reminders": 10 + 5}
 
 
@@ -41,8 +48,8 @@ async def test_each_scheduled_job_twice_with_two_workers_sends_one_email_each(
     client: JobClient, pool: Pool, database_url: str, redis_url: str
 ) -> None:
     expected = await seed(pool)
-    period = {"period_start": TODAY, "batch_size": 7}  # small batches: the walk takes several pages
-    as_of = {"as_of": NOW, "batch_size": 7}
+    period = schedules.PeriodArgs(period_start=TODAY, batch_size=7)  # small batches: the walk takes several pages
+    as_of = schedules.AsOfArgs(as_of=NOW, batch_size=7)
     for _ in range(2):
         await client.enqueue(schedules.SEND_DAILY_SUMMARIES, period)
         await client.enqueue(schedules.SEND_WEEKLY_SUMMARIES, period)

@@ -18,12 +18,19 @@ from settings import Settings
 async def run_app_workers(settings: Settings, queue: Queue, *, copies: int = 1, **worker_options: Any) -> None:
     """Run `copies` workers of `queue` side by side, in burst mode, until the queue is empty."""
     jobs, _ = collect(app_worker.JOB_MODULES)
-    config = WorkerConfig(redis_url=str(settings.redis_url), database_url=str(settings.database_url),
-                          configure_logging=False, poll_delay_s=0.01)  # fmt: skip
-    worker_class = worker_settings(queue, jobs=jobs, config=config,
-                                   services=lambda client: open_services(settings, client))  # fmt: skip
-    workers = [arq.worker.create_worker(worker_class, burst=True, handle_signals=False, **worker_options)
-               for _ in range(copies)]  # fmt: skip
+    config = WorkerConfig(
+        redis_url=settings.redis_dsn(),
+        database_url=settings.database_dsn(),
+        configure_logging=False,
+        poll_delay_s=0.01,
+    )
+    worker_class = worker_settings(
+        queue, jobs=jobs, config=config, services=lambda client: open_services(settings, client)
+    )
+    workers = [
+        arq.worker.create_worker(worker_class, burst=True, handle_signals=False, **worker_options)
+        for _ in range(copies)
+    ]
     try:
         await asyncio.wait_for(asyncio.gather(*(w.main() for w in workers)), timeout=60)
     finally:

@@ -1,5 +1,7 @@
 """A small application of test jobs, run by in-process workers and by real `arq` processes alike.
 
+It stands for a second service adopting the runtime: it uses only the public API (`import millrace`),
+its own queue and its own migration series, and nothing of the demo application (a test checks).
 Each job writes what it did to the `test_effects` table, so a test reads the effects from PostgreSQL
 whichever process ran the job.
 """
@@ -14,23 +16,29 @@ from typing import Literal
 
 import structlog
 
-from db.pool import Pool
-from millrace.client import JobClient
-from millrace.context import JobContext
-from millrace.declare import CronSchedule, JobArgs, JobRef, NoArgs, cron, job
-from millrace.errors import RetryAfter
-from millrace.queues import Queue
-from millrace.retry import RetryPolicy, exponential, fixed
+from millrace import (
+    CronSchedule,
+    JobArgs,
+    JobClient,
+    JobContext,
+    JobRef,
+    MigrationSeries,
+    NoArgs,
+    Pool,
+    Queue,
+    RetryAfter,
+    RetryPolicy,
+    cron,
+    exponential,
+    fixed,
+    job,
+)
 
 log = structlog.get_logger(__name__)
 
 TESTQ = Queue(name="testq", concurrency=4, timeout_s=5)
 
-EFFECTS_TABLE = """
-CREATE TABLE test_effects (
-    id bigserial PRIMARY KEY, job_id text NOT NULL, attempt int NOT NULL, kind text NOT NULL,
-    tick_at timestamptz, worker text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp()
-)"""
+MIGRATIONS = MigrationSeries("sample", "tests.sample")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +67,7 @@ class FlakyArgs(JobArgs):
     #: attempts (over the job's whole life) that fail before one succeeds
     fail_times: int
     error: Literal["retryable", "give_up"] = "retryable"
+    note: str = ""
 
 
 class SleepArgs(JobArgs):

@@ -1,17 +1,19 @@
-"""arq entry point of the sample application, for tests that start real `arq` processes."""
+"""arq entry point of the sample application, for tests that start real `arq` processes.
+
+An entry point reads its own environment; the test hands DATABASE_URL and REDIS_URL to the process.
+"""
 
 from __future__ import annotations
 
-from millrace.declare import collect
-from millrace.worker import WorkerConfig, worker_settings
-from settings import Settings
+import os
+
+from millrace import WorkerConfig, collect, worker_settings
 from tests.sample import app
 
-settings = Settings()  # the test hands DATABASE_URL and REDIS_URL to the process's environment
 _jobs, _crons = collect([app])
 _config = WorkerConfig(
-    redis_url=str(settings.redis_url),
-    database_url=str(settings.database_url),
+    redis_url=os.environ["REDIS_URL"],
+    database_url=os.environ["DATABASE_URL"],
     poll_delay_s=0.05,
     outbox_sweep_interval_s=0.5,
     log_format="json",

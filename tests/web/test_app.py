@@ -7,8 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-import db.jobs
-from db.pool import Pool
+from millrace import Pool, store
 from settings import Settings
 from web.app import create_app
 
@@ -24,21 +23,21 @@ async def http(database_url: str, redis_url: str) -> AsyncIterator[httpx.AsyncCl
 
 async def test_password_reset_does_not_reveal_who_has_an_account(http: httpx.AsyncClient, pool: Pool) -> None:
     await http.post("/users", json={"email": "known@example.com", "name": "Known"})
-    jobs_before = len(await db.jobs.list_jobs(pool))
+    jobs_before = len(await store.jobs.list_jobs(pool))
     unknown = await http.post("/password-resets", json={"email": "nobody@example.com"})
     known = await http.post("/password-resets", json={"email": "known@example.com"})
     assert unknown.status_code == known.status_code == 202
     assert unknown.json() == known.json()
-    resets = await db.jobs.list_jobs(pool, function="send_password_reset_email")
+    resets = await store.jobs.list_jobs(pool, function="send_password_reset_email")
     assert len(resets) == 1
-    assert len(await db.jobs.list_jobs(pool)) == jobs_before + 1
+    assert len(await store.jobs.list_jobs(pool)) == jobs_before + 1
 
 
 async def test_signup_that_fails_enqueues_nothing(http: httpx.AsyncClient, pool: Pool) -> None:
     assert (await http.post("/users", json={"email": "dup@example.com", "name": "A"})).status_code == 201
-    jobs_after_first = len(await db.jobs.list_jobs(pool))
+    jobs_after_first = len(await store.jobs.list_jobs(pool))
     assert (await http.post("/users", json={"email": "dup@example.com", "name": "B"})).status_code == 409
-    assert len(await db.jobs.list_jobs(pool)) == jobs_after_first
+    assert len(await store.jobs.list_jobs(pool)) == jobs_after_first
 
 
 async def test_status_page_shows_queue_counts(http: httpx.AsyncClient) -> None:

@@ -1,4 +1,7 @@
-"""A read-only page of queue counts and recent jobs; the full dashboard comes later (see ROADMAP)."""
+"""A read-only status page of queue counts and recent jobs, as a router any ASGI app mounts.
+
+`app.mount("/status", status.router(lambda request: pool))`; the application decides who may see it.
+"""
 
 from __future__ import annotations
 
@@ -9,25 +12,25 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, Router
 
-import db.jobs
-import db.outbox
-from db.pool import Pool
+from millrace import store
+from millrace.records import ALL_STATUSES
+from millrace.store.pool import Pool
 
 _templates = jinja2.Environment(
-    loader=jinja2.PackageLoader("web", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
+    loader=jinja2.PackageLoader("millrace", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
 )
 
 
 def router(pool_of: Callable[[Request], Pool]) -> Router:
     async def page(request: Request) -> Response:
         async with pool_of(request).acquire() as conn:
-            statuses = await db.jobs.queue_statuses(conn)
-            recent = await db.jobs.list_jobs(conn, limit=30)
-            outbox = await db.outbox.count_entries(conn)
+            statuses = await store.jobs.queue_statuses(conn)
+            recent = await store.jobs.list_jobs(conn, limit=30)
+            outbox = await store.outbox.count_entries(conn)
         if request.query_params.get("format") == "json":
             return JSONResponse({"queues": [{"queue": s.queue, **s.counts} for s in statuses], "outbox": outbox})
         html = _templates.get_template("status.html").render(
-            statuses=statuses, recent=recent, outbox=outbox, columns=db.jobs.ALL_STATUSES
+            statuses=statuses, recent=recent, outbox=outbox, columns=ALL_STATUSES
         )
         return HTMLResponse(html)
 

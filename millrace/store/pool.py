@@ -1,4 +1,4 @@
-"""Opening asyncpg pools with the codecs every repository relies on."""
+"""Opening asyncpg pools with the codecs every repository relies on, and what counts as an outage."""
 
 from __future__ import annotations
 
@@ -13,6 +13,15 @@ Connection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 Pool: TypeAlias = "asyncpg.Pool[Any]"
 #: what a read or a single-statement write accepts: a connection, or the pool itself
 Executor: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any] | asyncpg.Pool[Any]"
+
+#: errors that mean "PostgreSQL is away for now": wait and try again; anything else is a bug to report
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,  # starting up or shutting down
+    asyncpg.AdminShutdownError,
+    asyncpg.InterfaceError,  # the connection was closed under us
+)
 
 
 async def _init_connection(conn: asyncpg.Connection[Any]) -> None:

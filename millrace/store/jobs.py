@@ -1,126 +1,55 @@
-"""Job records and their attempts: what the runtime writes, what the CLI and dashboard read."""
+"""Job records and their attempts (one table group): what the runtime writes, what its operations read."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
 
-from db.errors import NotFound
-from db.pool import Executor
+from millrace.errors import NotFound
+from millrace.records import (
+    PENDING_STATUSES,
+    AttemptFinished,
+    AttemptRecord,
+    AttemptStarted,
+    JobRecord,
+    NewJob,
+    OutboxEntry,
+    QueueStatus,
+)
+from millrace.store.pool import Executor
 
-JobStatus = Literal["queued", "deferred", "in_progress", "retrying", "succeeded", "dead", "cancelled"]
-Outcome = Literal["succeeded", "retrying", "dead", "lost"]
-PENDING_STATUSES: tuple[JobStatus, ...] = ("queued", "deferred", "retrying")
-ALL_STATUSES: tuple[JobStatus, ...] = (
-    "queued", "deferred", "in_progress", "retrying", "succeeded", "dead", "cancelled",
-)  # fmt: skip
+#: the pending rule in SQL, from the one list of pending statuses; the key index's predicate must match it
+PENDING_SQL = "status IN (" + ", ".join(f"'{s}'" for s in PENDING_STATUSES) + ")"
 
+#: new jobs as rows named `new`, from `new_job_columns()` as $1..$7
+NEW_JOBS = """new AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::timestamptz[],
+                         $7::timestamptz[])
+        AS n(id, queue, function, args, job_key, run_at, enqueued_at))"""
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NewJob:
-    id: str
-    queue: str
-    function: str
-    args: dict[str, Any]
-    job_key: str | None
-    run_at: datetime | None
-    enqueued_at: datetime
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class JobRecord:
-    id: str
-    queue: str
-    function: str
-    args: dict[str, Any]
-    job_key: str | None
-    status: JobStatus
-    attempts: int
-    attempt_base: int
-    run_at: datetime | None
-    enqueued_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    worker: str | None
-    last_error_type: str | None
-    last_error: str | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AttemptRecord:
-    job_id: str
-    attempt: int
-    worker: str | None
-    started_at: datetime | None
-    finished_at: datetime | None
-    duration_ms: float | None
-    outcome: Outcome | None
-    error_type: str | None
-    error_message: str | None
-    traceback: str | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AttemptStarted:
-    job_id: str
-    attempt: int
-    worker: str
-    started_at: datetime
-    #: attempts before this budget began (dead-letter retries); earlier ones of this budget may be lost
-    attempt_base: int
-    # what a record created by the worker itself (cron runs) needs; ignored when the record exists
-    queue: str
-    function: str
-    args: dict[str, Any]
-    enqueued_at: datetime
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AttemptFinished:
-    job_id: str
-    attempt: int
-    outcome: Outcome
-    status: JobStatus
-    finished_at: datetime
-    duration_ms: float
-    error_type: str | None = None
-    error_message: str | None = None
-    traceback: str | None = None
-    retry_at: datetime | None = None
-
-
-_INSERT_JOB = """
+#: insert the rows of `new`, none whose job key a pending job holds; returns what an outbox row needs
+INSERT_NEW_JOBS = f"""
     INSERT INTO millrace_jobs (id, queue, function, args, job_key, status, run_at, enqueued_at)
-    VALUES ($1, $2, $3, $4, $5, CASE WHEN $6::timestamptz > $7 THEN 'deferred' ELSE 'queued' END, $6, $7)
-    ON CONFLICT (job_key) WHERE job_key IS NOT NULL AND status IN ('queued', 'deferred', 'retrying')
-    DO NOTHING
-"""
+    SELECT id, queue, function, args, job_key,
+           CASE WHEN run_at > enqueued_at THEN 'deferred' ELSE 'queued' END, run_at, enqueued_at
+    FROM new
+    ON CONFLICT (job_key) WHERE job_key IS NOT NULL AND {PENDING_SQL} DO NOTHING
+    RETURNING id, queue, function, args, attempt_base, run_at, enqueued_at"""
 
 
-def insert_job_args(job: NewJob) -> tuple[Any, ...]:
-    return (job.id, job.queue, job.function, job.args, job.job_key, job.run_at, job.enqueued_at)
-
-
-async def insert_job(conn: Executor, job: NewJob) -> tuple[str, bool]:
-    """Insert a queued job; with a job key already pending, return that job's id and False instead."""
-    row = await conn.fetchrow(_INSERT_JOB + " RETURNING id", *insert_job_args(job))
-    if row is not None:
-        return row["id"], True
-    return await find_pending_id_by_key(conn, job), False
-
-
-async def find_pending_id_by_key(conn: Executor, job: NewJob) -> str:
-    existing = await conn.fetchval(
-        "SELECT id FROM millrace_jobs WHERE job_key = $1 AND status = ANY($2::text[])",
-        job.job_key,
-        list(PENDING_STATUSES),
-    )
-    # The pending job started between our insert and this read: the key is free again, so insert anew.
-    return existing if existing is not None else (await insert_job(conn, job))[0]
+def new_job_columns(jobs: Sequence[NewJob]) -> list[list[Any]]:
+    return [
+        [j.id for j in jobs],
+        [j.queue for j in jobs],
+        [j.function for j in jobs],
+        [j.args for j in jobs],
+        [j.job_key for j in jobs],
+        [j.run_at for j in jobs],
+        [j.enqueued_at for j in jobs],
+    ]
 
 
 # Starts, each possibly with its finish: a fast job's start and finish usually share a batch, and then
@@ -310,19 +239,12 @@ async def list_attempts(conn: Executor, job_id: str) -> list[AttemptRecord]:
     return [AttemptRecord(**dict(r)) for r in rows]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class QueueStatus:
-    queue: str
-    counts: dict[str, int]
-    oldest_waiting_s: float | None
-
-
 async def queue_statuses(conn: Executor) -> list[QueueStatus]:
     """Counts by status per queue, and how long the oldest job due to run has been waiting."""
     rows = await conn.fetch(
-        """SELECT queue, status, count(*) AS n,
+        f"""SELECT queue, status, count(*) AS n,
                   extract(epoch FROM now() - min(coalesce(run_at, enqueued_at))
-                      FILTER (WHERE status IN ('queued', 'deferred', 'retrying')
+                      FILTER (WHERE {PENDING_SQL}
                               AND coalesce(run_at, enqueued_at) <= now())) AS oldest_s
            FROM millrace_jobs GROUP BY queue, status ORDER BY queue"""
     )
@@ -354,15 +276,37 @@ async def delete_finished_before(conn: Executor, cutoff: datetime, *, batch: int
 async def mark_cancelled(conn: Executor, job_id: str) -> JobRecord | None:
     """Cancel a job that has not started (or waits for a retry); None if it is not pending.
 
-    Call inside a transaction that commits only once the job is also out of Redis.
+    Call inside a transaction that commits only once the job is also out of Redis and the outbox.
     """
     row = await conn.fetchrow(
         f"""UPDATE millrace_jobs SET status = 'cancelled', finished_at = now(), run_at = NULL, updated_at = now()
-            WHERE id = $1 AND status = ANY($2::text[]) RETURNING {_JOB_COLUMNS}""",
+            WHERE id = $1 AND {PENDING_SQL} RETURNING {_JOB_COLUMNS}""",
         job_id,
-        list(PENDING_STATUSES),
     )
-    if row is None:
-        return None
-    await conn.execute("DELETE FROM millrace_outbox WHERE job_id = $1", job_id)
-    return _job(row)
+    return None if row is None else _job(row)
+
+
+async def mark_dead_requeued(conn: Executor, job_ids: Sequence[str]) -> list[OutboxEntry]:
+    """Give dead jobs a fresh budget of attempts; their attempt history stays. Returns what to deliver."""
+    rows = await conn.fetch(
+        """UPDATE millrace_jobs SET status = 'queued', attempt_base = attempts, run_at = NULL,
+                  finished_at = NULL, job_key = NULL, updated_at = now()
+           WHERE id = ANY($1::text[]) AND status = 'dead'
+           RETURNING id AS job_id, queue, function, args, attempt_base, run_at, now() AS enqueued_at""",
+        list(job_ids),
+    )
+    return [OutboxEntry(**dict(r)) for r in rows]
+
+
+async def insert_jobs(conn: Executor, jobs: Sequence[NewJob]) -> set[str]:
+    """Insert queued jobs; returns the ids created (a job whose key a pending job holds is not)."""
+    rows = await conn.fetch(f"WITH {NEW_JOBS} {INSERT_NEW_JOBS}", *new_job_columns(jobs))
+    return {r["id"] for r in rows}
+
+
+async def find_pending_id(conn: Executor, job_key: str) -> str | None:
+    """The pending job that holds `job_key`, if one does."""
+    found: str | None = await conn.fetchval(
+        f"SELECT id FROM millrace_jobs WHERE job_key = $1 AND {PENDING_SQL}", job_key
+    )
+    return found

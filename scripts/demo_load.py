@@ -1,8 +1,15 @@
-"""A small demo load for `make run`: drive each flow through the web app so a newcomer sees jobs flow."""
+"""A small demo load for `make run`: drive each flow through the web app so a newcomer sees jobs flow.
+
+A client of the service, as a browser or a payment provider would be: it speaks HTTP and imports
+nothing of the web app. `python -m scripts.demo_load --count 10`.
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import hashlib
+import hmac
 import json
 import time
 import uuid
@@ -10,8 +17,8 @@ import uuid
 import httpx
 import structlog
 
+from millrace import configure_logging
 from settings import Settings
-from web.signatures import sign
 
 log = structlog.get_logger(__name__)
 
@@ -29,22 +36,32 @@ async def wait_until_up(client: httpx.AsyncClient, timeout_s: float = 60) -> Non
         await asyncio.sleep(0.5)
 
 
+def sign(body: bytes, secret: str, timestamp: int) -> str:
+    """A Stripe-Signature header, as the payment provider computes it."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
 def payment_event(event_type: str, user_id: int, invoice_id: str | None = None) -> bytes:
     now = int(time.time())
     obj: dict[str, object] = {"metadata": {"user_id": str(user_id)}, "plan": "pro"}
     if invoice_id:
         obj |= {"id": invoice_id, "amount_due": 1900, "currency": "eur", "created": now}
-    return json.dumps({"id": f"evt_{uuid.uuid4().hex[:12]}", "type": event_type, "created": now,
-                       "data": {"object": obj}}).encode()  # fmt: skip
+    return json.dumps(
+        {"id": f"evt_{uuid.uuid4().hex[:12]}", "type": event_type, "created": now, "data": {"object": obj}}
+    ).encode()
 
 
 async def pay(client: httpx.AsyncClient, secret: str, user_id: int) -> None:
     """What the payment provider would send: a completed checkout, then a paid invoice."""
     invoice_id = f"in_demo_{uuid.uuid4().hex[:8]}"
-    for body in (payment_event("checkout.session.completed", user_id),
-                 payment_event("invoice.paid", user_id, invoice_id)):  # fmt: skip
-        response = await client.post("/webhooks/stripe", content=body,
-                                     headers={"Stripe-Signature": sign(body, secret, int(time.time()))})  # fmt: skip
+    for body in (
+        payment_event("checkout.session.completed", user_id),
+        payment_event("invoice.paid", user_id, invoice_id),
+    ):
+        response = await client.post(
+            "/webhooks/stripe", content=body, headers={"Stripe-Signature": sign(body, secret, int(time.time()))}
+        )
         log.info("demo_webhook_sent", status=response.status_code, user_id=user_id)
 
 
@@ -70,3 +87,17 @@ async def run_demo_load(settings: Settings, *, count: int, interval_s: float) ->
             await asyncio.sleep(interval_s)
     log.info("demo_load_finished", users=count, status_page=f"{base_url}/status/")
     return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, default=20)
+    parser.add_argument("--interval", type=float, default=1.0)
+    args = parser.parse_args()
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
+    return asyncio.run(run_demo_load(settings, count=args.count, interval_s=args.interval))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from db.pool import Executor
+from millrace.store.pool import Executor
 
 
 async def claim_tick(conn: Executor, name: str, tick_at: datetime, job_id: str) -> bool:

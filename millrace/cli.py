@@ -1,0 +1,293 @@
+"""The runtime's commands: migrate, status, jobs, dead letters, enqueue by name.
+
+An application exposes them as its own command by handing over what only it knows: its database and
+Redis, its registry of jobs and its migration series (see `run`). Bad input gets a message and exit
+code 2; a database or Redis that cannot be reached gets a message and exit code 1; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import sys
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from millrace import store
+from millrace.client import MAX_DELAY, JobClient
+from millrace.declare import JobRef
+from millrace.errors import InvalidJobArguments, NotFound
+from millrace.records import ALL_STATUSES, JobRecord
+from millrace.store.migrate import MigrationSeries
+from millrace.store.pool import TRANSIENT_ERRORS
+from millrace.text import unstorable_text
+
+MAX_LIMIT = 100_000
+_UNREACHABLE: tuple[type[BaseException], ...] = (RedisError, *TRANSIENT_ERRORS)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Application:
+    """What the runtime's commands need to know of an application."""
+
+    database_url: str = field(repr=False)
+    redis_url: str = field(repr=False)
+    #: every job reference, by name: what `enqueue NAME` may enqueue
+    jobs: Mapping[str, JobRef[Any]]
+    #: the application's own migration series, applied after the runtime's
+    migrations: Sequence[MigrationSeries] = ()
+
+
+Command = Callable[[Application, argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExtraCommand:
+    """A command of the application's own, beside the runtime's (a demo load, a seed script)."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Command
+
+
+class BadInput(Exception):
+    """Input the command refuses: printed as it is, exit code 2."""
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v)))
+
+
+async def cmd_migrate(app: Application, _args: argparse.Namespace) -> int:
+    conn = await store.pool.connect(app.database_url)
+    try:
+        applied = await store.migrate.apply_migrations(conn, app.migrations)
+    finally:
+        await conn.close()
+    print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+    return 0
+
+
+async def cmd_status(app: Application, args: argparse.Namespace) -> int:
+    conn = await store.pool.connect(app.database_url)
+    try:
+        statuses = await store.jobs.queue_statuses(conn)
+        outbox = await store.outbox.count_entries(conn)
+    finally:
+        await conn.close()
+    if args.json:
+        _print_json({"queues": [asdict(s) for s in statuses], "outbox_pending": outbox})
+        return 0
+    print(f"{'queue':<14}" + "".join(f"{c:>12}" for c in ALL_STATUSES) + f"{'oldest wait':>14}")
+    for s in statuses:
+        oldest = "-" if s.oldest_waiting_s is None else f"{s.oldest_waiting_s:.1f}s"
+        print(f"{s.queue:<14}" + "".join(f"{s.counts.get(c, 0):>12}" for c in ALL_STATUSES) + f"{oldest:>14}")
+    print(f"outbox rows awaiting the relay: {outbox}")
+    return 0
+
+
+def _print_jobs(jobs: Sequence[JobRecord]) -> None:
+    for j in jobs:
+        error = f"  {j.last_error_type}: {(j.last_error or '')[:60]}" if j.last_error_type else ""
+        print(f"{j.id:<34} {j.queue:<12} {j.function:<28} {j.status:<12} tries={j.attempts}{error}")
+
+
+async def _list(app: Application, args: argparse.Namespace, status: str | None) -> list[JobRecord]:
+    conn = await store.pool.connect(app.database_url)
+    try:
+        return await store.jobs.list_jobs(
+            conn,
+            status=status,
+            queue=getattr(args, "queue", None),
+            function=args.function,
+            error_type=getattr(args, "error_type", None),
+            limit=args.limit,
+        )
+    finally:
+        await conn.close()
+
+
+async def cmd_jobs_list(app: Application, args: argparse.Namespace) -> int:
+    jobs = await _list(app, args, args.status)
+    _print_json([asdict(j) for j in jobs]) if args.json else _print_jobs(jobs)
+    return 0
+
+
+async def cmd_jobs_show(app: Application, args: argparse.Namespace) -> int:
+    conn = await store.pool.connect(app.database_url)
+    try:
+        job = await store.jobs.get_job(conn, args.id)
+        attempts = await store.jobs.list_attempts(conn, args.id)
+    except NotFound as error:
+        print(error, file=sys.stderr)
+        return 1
+    finally:
+        await conn.close()
+    if args.json:
+        _print_json({**asdict(job), "attempt_history": [asdict(a) for a in attempts]})
+        return 0
+    for key, value in asdict(job).items():
+        print(f"{key:>16}: {value}")
+    for a in attempts:
+        took = "" if a.duration_ms is None else f" {a.duration_ms:.1f}ms"
+        at = "an unknown time" if a.started_at is None else f"{a.started_at:%Y-%m-%d %H:%M:%S}"
+        print(f"  attempt {a.attempt}: {a.outcome or 'running'}{took} on {a.worker or 'an unknown worker'} at {at}")
+        if a.error_type:
+            print(f"    {a.error_type}: {a.error_message}")
+    return 0
+
+
+async def cmd_jobs_cancel(app: Application, args: argparse.Namespace) -> int:
+    async with JobClient.open(redis_url=app.redis_url, database_url=app.database_url) as client:
+        outcome = await client.cancel(args.id)
+    messages = {
+        "cancelled": "cancelled",
+        "running": "not cancelled: a worker is running it",
+        "not_pending": "not cancelled: no pending job with this id",
+    }
+    print(f"{args.id}: {messages[outcome]}", file=sys.stdout if outcome == "cancelled" else sys.stderr)
+    return 0 if outcome == "cancelled" else 1
+
+
+async def cmd_dead_list(app: Application, args: argparse.Namespace) -> int:
+    jobs = await _list(app, args, "dead")
+    _print_json([asdict(j) for j in jobs]) if args.json else _print_jobs(jobs)
+    return 0
+
+
+async def cmd_dead_retry(app: Application, args: argparse.Namespace) -> int:
+    if not args.ids and not (args.function or args.error_type or args.all):
+        raise BadInput("name job ids, or select with --function / --error-type / --all")
+    async with JobClient.open(redis_url=app.redis_url, database_url=app.database_url) as client:
+        ids = list(args.ids) or [j.id for j in await _list(app, args, "dead")]
+        retried = await client.retry_dead(ids)
+    print(f"requeued {len(retried.requeued)} dead job(s), {retried.delivered} delivered to Redis")
+    missing = set(args.ids) - set(retried.requeued)
+    if missing:
+        print(f"not dead, or unknown: {', '.join(sorted(missing))}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def cmd_enqueue(app: Application, args: argparse.Namespace) -> int:
+    ref = app.jobs.get(args.name)
+    if ref is None:
+        raise BadInput(f"no job named {args.name!r}; known: {', '.join(sorted(app.jobs))}")
+    try:
+        raw = json.loads(args.args)
+    except (ValueError, RecursionError) as error:
+        raise BadInput(f"--args is not JSON: {error}") from None
+    job_args = ref.validate(raw)
+    async with JobClient.open(redis_url=app.redis_url, database_url=app.database_url) as client:
+        enqueued = await client.enqueue(ref, job_args, delay_s=args.delay, job_key=args.key)
+    print(f"{enqueued.id} {'enqueued' if enqueued.created else 'already pending'} via {enqueued.via}")
+    return 0
+
+
+def text(value: str) -> str:
+    """An argparse type for any text that reaches PostgreSQL: no NUL, no undecodable bytes."""
+    problem = unstorable_text(value)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return value
+
+
+def limit(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if not 1 <= number <= MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_LIMIT}")
+    return number
+
+
+def delay(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not (math.isfinite(seconds) and 0 <= seconds <= MAX_DELAY.total_seconds()):
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_DELAY.total_seconds():.0f} seconds")
+    return seconds
+
+
+def build_parser(extra: Sequence[ExtraCommand] = (), prog: str = "millrace") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Millrace: queues, job records and dead letters.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(run=cmd_migrate)
+    status = sub.add_parser("status", help="counts by status per queue, and the oldest waiting job")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(run=cmd_status)
+    _add_jobs_commands(sub)
+    _add_dead_commands(sub)
+    enqueue = sub.add_parser("enqueue", help="enqueue a job by name")
+    enqueue.add_argument("name", type=text)
+    enqueue.add_argument("--args", default="{}", type=text, help="the job's arguments as JSON")
+    enqueue.add_argument("--delay", type=delay, help="seconds before it may run")
+    enqueue.add_argument("--key", type=text, help="job key: while a job with this key is pending, no second one")
+    enqueue.set_defaults(run=cmd_enqueue)
+    for command in extra:
+        own = sub.add_parser(command.name, help=command.help)
+        command.add_arguments(own)
+        own.set_defaults(run=command.run)
+    return parser
+
+
+def _add_jobs_commands(sub: Any) -> None:
+    jobs = sub.add_parser("jobs", help="job records").add_subparsers(dest="jobs_command", required=True)
+    listing = jobs.add_parser("list")
+    listing.add_argument("--status", choices=ALL_STATUSES)
+    listing.add_argument("--queue", type=text)
+    listing.add_argument("--function", type=text)
+    listing.add_argument("--limit", type=limit, default=50)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(run=cmd_jobs_list)
+    show = jobs.add_parser("show")
+    show.add_argument("id", type=text)
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(run=cmd_jobs_show)
+    cancel = jobs.add_parser("cancel", help="cancel a job that has not started")
+    cancel.add_argument("id", type=text)
+    cancel.set_defaults(run=cmd_jobs_cancel)
+
+
+def _add_dead_commands(sub: Any) -> None:
+    dead = sub.add_parser("dead", help="dead letters").add_subparsers(dest="dead_command", required=True)
+    for name, run in (("list", cmd_dead_list), ("retry", cmd_dead_retry)):
+        p = dead.add_parser(name)
+        p.add_argument("--function", type=text)
+        p.add_argument("--error-type", type=text)
+        p.add_argument("--limit", type=limit, default=1000)
+        p.set_defaults(run=run)
+    dead.choices["list"].add_argument("--json", action="store_true")
+    dead.choices["retry"].add_argument("ids", nargs="*", type=text)
+    dead.choices["retry"].add_argument("--all", action="store_true", help="every dead job")
+
+
+def run(
+    argv: Sequence[str] | None,
+    application: Callable[[], Application],
+    *,
+    extra: Sequence[ExtraCommand] = (),
+    prog: str = "millrace",
+) -> int:
+    """Parse `argv` and run the command; `application` is called only once the arguments are good."""
+    args = build_parser(extra, prog).parse_args(argv)
+    command: Command = args.run
+    try:
+        return asyncio.run(command(application(), args))
+    except (BadInput, InvalidJobArguments, ValueError) as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        return 2
+    except _UNREACHABLE as error:
+        # the error's type and message only: a DSN with its password must not reach the terminal's scrollback
+        print(f"{prog}: cannot reach PostgreSQL or Redis ({type(error).__name__}: {error})", file=sys.stderr)
+        return 1
