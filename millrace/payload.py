@@ -35,6 +35,12 @@ def record_id_of(redis_id: str) -> str:
     return redis_id.split("@", 1)[0]
 
 
+def attempt_base_of(redis_id: str) -> int:
+    """The attempt base a Redis id carries (see redis_job_id); 0 when it carries none or garbage."""
+    _, _, base = redis_id.partition("@")
+    return int(base) if base.isascii() and base.isdigit() and len(base) < 10 else 0
+
+
 def make_envelope(record_id: str, args: dict[str, Any], attempt_base: int) -> dict[str, Any]:
     return {"id": record_id, "args": args, "base": attempt_base}
 

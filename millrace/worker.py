@@ -17,6 +17,7 @@ from arq.typing import WorkerCoroutine
 from millrace import cron_catchup, execution, payload, store
 from millrace.client import JobClient
 from millrace.declare import CronDefinition, JobDefinition
+from millrace.dropped import DroppedJobs
 from millrace.logs import LogFormat, configure_logging
 from millrace.queues import Queue
 from millrace.recorder import RecordWriter
@@ -83,8 +84,10 @@ def worker_settings(
     cron_jobs = [_arq_cron(c) for c in crons]
     known = {f.name for f in functions} | {c.name for c in cron_jobs}
 
+    dropped = DroppedJobs(queue.name)
+
     async def on_startup(ctx: dict[str, Any]) -> None:
-        await _start_runtime(ctx, queue, config, services, crons)
+        await _start_runtime(ctx, queue, config, services, crons, dropped)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         stack: AsyncExitStack | None = ctx.pop(_STACK_KEY, None)
@@ -100,7 +103,7 @@ def worker_settings(
         "max_jobs": config.concurrency_of(queue),
         "poll_delay": config.poll_delay_s,
         "keep_result": config.keep_result_s,
-        "job_serializer": payload.dumps,
+        "job_serializer": dropped.serializer(),
         "job_deserializer": payload.worker_loads(known),
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
@@ -128,6 +131,7 @@ async def _start_runtime(
     config: WorkerConfig,
     services: ServicesFactory[S],
     crons: Sequence[CronDefinition[S]],
+    dropped: DroppedJobs,
 ) -> None:
     # logging is set up here, not at import: the arq command configures stdlib logging after importing us
     if config.configure_logging:
@@ -136,6 +140,8 @@ async def _start_runtime(
     ctx[_STACK_KEY] = stack
     pool = await store.pool.create_pool(config.database_url, max_size=config.database_pool_max_size)
     stack.push_async_callback(pool.close)
+    dropped.attach(pool)
+    stack.push_async_callback(dropped.close)
     records = RecordWriter(pool)
     records.start()
     stack.push_async_callback(records.close)

@@ -19,7 +19,7 @@ from millrace.records import (
     OutboxEntry,
     QueueStatus,
 )
-from millrace.store.pool import Executor
+from millrace.store.pool import Connection, Executor
 
 #: the pending rule in SQL, from the one list of pending statuses; the key index's predicate must match it
 PENDING_SQL = "status IN (" + ", ".join(f"'{s}'" for s in PENDING_STATUSES) + ")"
@@ -310,3 +310,38 @@ async def find_pending_id(conn: Executor, job_key: str) -> str | None:
         f"SELECT id FROM millrace_jobs WHERE job_key = $1 AND {PENDING_SQL}", job_key
     )
     return found
+
+
+async def mark_dropped(
+    conn: Connection, *, job_id: str, attempt: int, attempt_base: int, queue: str, function: str, reason: str
+) -> None:
+    """arq finished a job without running it (no payload, aborted, out of tries): its record ends dead.
+
+    The record is created if there was none (a job planted in Redis by hand); a record that already
+    reached a final status, or moved past this attempt, is left alone.
+    """
+    async with conn.transaction():
+        await conn.execute(
+            """INSERT INTO millrace_jobs AS j (id, queue, function, status, attempts, attempt_base, finished_at,
+                                               last_error_type, last_error)
+               VALUES ($1, $2, $3, 'dead', $4, $5, now(), 'JobDropped', $6)
+               ON CONFLICT (id) DO UPDATE SET status = 'dead', attempts = EXCLUDED.attempts, finished_at = now(),
+                   run_at = NULL, last_error_type = 'JobDropped', last_error = EXCLUDED.last_error, updated_at = now()
+               WHERE j.status NOT IN ('succeeded', 'dead', 'cancelled') AND j.attempts <= EXCLUDED.attempts""",
+            job_id,
+            queue,
+            function,
+            attempt,
+            attempt_base,
+            _text(reason, 4000),
+        )
+        await conn.execute(
+            """INSERT INTO millrace_job_attempts AS a (job_id, attempt, finished_at, outcome, error_type, error_message)
+               SELECT $1, $2, now(), 'dead', 'JobDropped', $3 WHERE EXISTS (SELECT 1 FROM millrace_jobs WHERE id = $1)
+               ON CONFLICT (job_id, attempt) DO UPDATE SET finished_at = now(), outcome = 'dead',
+                   error_type = 'JobDropped', error_message = EXCLUDED.error_message
+               WHERE a.outcome IS NULL""",
+            job_id,
+            attempt,
+            _text(reason, 4000),
+        )
