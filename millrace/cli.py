@@ -49,7 +49,7 @@ Command = Callable[[Application, argparse.Namespace], Coroutine[Any, Any, int]]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExtraCommand:
-    """A command of the application's own, beside the runtime's (a demo load, a seed script)."""
+    """A command of the application's own, beside the runtime's (a seed script, a data export)."""
 
     name: str
     help: str

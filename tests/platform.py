@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+import queues
 from scripts.demo_load import wait_until_up
 from tests.processes import Process, processes
 from tests.providers import Providers, provider_server
@@ -19,7 +20,8 @@ from tests.smtp import Mailbox, smtp_server
 
 WEBHOOK_SECRET = "whsec_test_current"
 OLD_WEBHOOK_SECRET = "whsec_test_previous"
-WORKER_CLASSES = ("EmailsWorker", "WebhooksWorker", "NotificationsWorker", "IntegrationsWorker")
+# every queue but maintenance, whose crons run on a wall-clock schedule the tests do not wait for
+WORKER_CLASSES = tuple(q.worker_class_name for q in queues.ALL if q is not queues.MAINTENANCE)
 
 
 @dataclass
