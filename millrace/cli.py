@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -29,6 +29,7 @@ from millrace.store.pool import TRANSIENT_ERRORS
 from millrace.text import unstorable_text
 
 MAX_LIMIT = 100_000
+N = TypeVar("N", int, float)
 _UNREACHABLE: tuple[type[BaseException], ...] = (RedisError, *TRANSIENT_ERRORS)
 
 
@@ -199,24 +200,23 @@ def text(value: str) -> str:
     return value
 
 
-def limit(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
-    if not 1 <= number <= MAX_LIMIT:
-        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_LIMIT}")
-    return number
+def bounded(parse: Callable[[str], N], low: N, high: N, kind: str) -> Callable[[str], N]:
+    """An argparse type for a number within [low, high]: finite, and small enough to mean something."""
+
+    def check(value: str) -> N:
+        try:
+            number = parse(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {kind}: {value!r}") from None
+        if not (math.isfinite(number) and low <= number <= high):
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}")
+        return number
+
+    return check
 
 
-def delay(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
-    if not (math.isfinite(seconds) and 0 <= seconds <= MAX_DELAY.total_seconds()):
-        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_DELAY.total_seconds():.0f} seconds")
-    return seconds
+limit = bounded(int, 1, MAX_LIMIT, "a whole number")
+delay = bounded(float, 0.0, MAX_DELAY.total_seconds(), "a number of seconds")
 
 
 def build_parser(extra: Sequence[ExtraCommand] = (), prog: str = "millrace") -> argparse.ArgumentParser:
