@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal, TypeVar
 
 import structlog
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis
+from redis.asyncio import ConnectionPool
 from redis.exceptions import RedisError
 
 from millrace import dispatch, payload, store
@@ -24,6 +25,8 @@ log = structlog.get_logger(__name__)
 
 #: how far ahead a job may be scheduled; beyond it a delay is a mistake (and overflows dates)
 MAX_DELAY = timedelta(days=366)
+#: a producer must not hang on a Redis that does not answer: it falls back to the outbox instead
+_REDIS_CONNECT_TIMEOUT_S = 2.0
 #: a job key that a pending job holds and frees again at once: give up after this many tries
 _KEY_RACE_TRIES = 5
 
@@ -65,11 +68,17 @@ class JobClient:
     async def open(
         cls, *, redis_url: str, database_url: str | None = None, pool: Pool | None = None
     ) -> AsyncIterator[JobClient]:
-        """Open Redis, and PostgreSQL unless the app hands over the pool it already has."""
+        """Open Redis, and PostgreSQL unless the app hands over the pool it already has.
+
+        Redis is connected lazily: a web process starts while Redis is down, and its jobs go through
+        the outbox until Redis is back.
+        """
         if pool is None and database_url is None:
             raise ValueError("JobClient needs a database_url or an asyncpg pool")
-        redis = await create_pool(
-            RedisSettings.from_dsn(redis_url), job_serializer=payload.dumps, job_deserializer=payload.loads
+        redis = ArqRedis(
+            ConnectionPool.from_url(redis_url, socket_connect_timeout=_REDIS_CONNECT_TIMEOUT_S),
+            job_serializer=payload.dumps,
+            job_deserializer=payload.loads,
         )
         own_pool = pool is None
         try:
@@ -80,7 +89,7 @@ class JobClient:
         finally:
             if own_pool and pool is not None:
                 await pool.close()
-            await redis.aclose()
+            await redis.aclose(close_connection_pool=True)
 
     async def enqueue(
         self,

@@ -155,3 +155,17 @@ async def test_direct_enqueue_with_redis_down_is_handed_to_the_relay(
         assert await relay.deliver_all(pool, client.redis, None) == 1
     await run_worker(redis_url=private_redis.url)
     assert [r["job_id"] for r in await effects(pool, "ran")] == [enqueued.id]
+
+
+async def test_a_client_opens_while_redis_is_down_and_enqueues_through_the_outbox(
+    pool: Pool, private_redis: PrivateRedis, run_worker: RunWorker
+) -> None:
+    """A web process starting during a Redis outage still starts, and loses no job."""
+    private_redis.stop()
+    async with JobClient.open(redis_url=private_redis.url, pool=pool) as client:
+        enqueued = await client.enqueue(app.FLAKY, app.FlakyArgs(fail_times=0))
+        assert enqueued.via == "outbox"
+        private_redis.start()
+        assert await relay.deliver_all(pool, client.redis, None) == 1
+    await run_worker(redis_url=private_redis.url)
+    assert [r["job_id"] for r in await effects(pool, "ran")] == [enqueued.id]
