@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     outbox_sweep_interval_s: float = 1.0
     # How long arq keeps a finished job's id: redeliveries within it are recognised and dropped.
     keep_result_s: int = 3600
+    # On SIGTERM (a deploy) workers take no new job and give running ones this long to finish.
+    shutdown_grace_s: int = 25
 
     email_backend: Literal["eml", "smtp", "http"] = "eml"
     email_from: str = "Millrace <noreply@millrace.local>"

@@ -17,6 +17,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
         database_url=settings.database_dsn(),
         poll_delay_s=settings.poll_delay_s,
         keep_result_s=settings.keep_result_s,
+        shutdown_grace_s=settings.shutdown_grace_s,
         outbox_sweep_interval_s=settings.outbox_sweep_interval_s,
         database_pool_max_size=settings.database_pool_max_size,
         concurrency=settings.queue_concurrency,

@@ -41,6 +41,9 @@ class WorkerConfig:
     database_url: str = field(repr=False)
     poll_delay_s: float = 0.1
     keep_result_s: int = 3600
+    #: on SIGTERM a worker takes no new job and gives running ones this long to finish before it
+    #: cancels them; keep it under the supervisor's own grace (Kubernetes: 30 s by default)
+    shutdown_grace_s: int = 25
     outbox_sweep_interval_s: float = 1.0
     database_pool_max_size: int = 10
     concurrency: dict[str, int] | None = None
@@ -103,6 +106,7 @@ def worker_settings(
         "max_jobs": config.concurrency_of(queue),
         "poll_delay": config.poll_delay_s,
         "keep_result": config.keep_result_s,
+        "job_completion_wait": config.shutdown_grace_s,
         "job_serializer": dropped.serializer(),
         "job_deserializer": payload.worker_loads(known),
         "on_startup": on_startup,
