@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     keep_result_s: int = 3600
     # On SIGTERM (a deploy) workers take no new job and give running ones this long to finish.
     shutdown_grace_s: int = 25
+    # How often pending records are compared with Redis, so that what Redis lost is queued again.
+    reconcile_interval_s: float = 30.0
 
     email_backend: Literal["eml", "smtp", "http"] = "eml"
     email_from: str = "Millrace <noreply@millrace.local>"

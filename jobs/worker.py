@@ -18,6 +18,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
         poll_delay_s=settings.poll_delay_s,
         keep_result_s=settings.keep_result_s,
         shutdown_grace_s=settings.shutdown_grace_s,
+        reconcile_interval_s=settings.reconcile_interval_s,
         outbox_sweep_interval_s=settings.outbox_sweep_interval_s,
         database_pool_max_size=settings.database_pool_max_size,
         concurrency=settings.queue_concurrency,

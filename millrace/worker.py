@@ -20,6 +20,7 @@ from millrace.declare import CronDefinition, JobDefinition
 from millrace.dropped import DroppedJobs
 from millrace.logs import LogFormat, configure_logging
 from millrace.queues import Queue
+from millrace.reconcile import Reconciler
 from millrace.recorder import RecordWriter
 from millrace.relay import OutboxRelay
 from millrace.runtime import RUNTIME_KEY, WorkerRuntime, worker_name
@@ -44,6 +45,10 @@ class WorkerConfig:
     #: on SIGTERM a worker takes no new job and gives running ones this long to finish before it
     #: cancels them; keep it under the supervisor's own grace (Kubernetes: 30 s by default)
     shutdown_grace_s: int = 25
+    #: how often one worker of the queue compares pending records with Redis and puts back what it lost
+    reconcile_interval_s: float = 30.0
+    #: a record unchanged for this long is a candidate: younger ones may still be on their way to Redis
+    reconcile_quiet_s: float = 10.0
     outbox_sweep_interval_s: float = 1.0
     database_pool_max_size: int = 10
     concurrency: dict[str, int] | None = None
@@ -160,6 +165,15 @@ async def _start_runtime(
     await relay.deliver_backlog()
     relay.start()
     stack.push_async_callback(relay.close)
+    reconciler = Reconciler(
+        pool=pool,
+        redis=ctx["redis"],
+        queue=queue.name,
+        interval_s=config.reconcile_interval_s,
+        quiet_for_s=config.reconcile_quiet_s,
+    )
+    reconciler.start()
+    stack.push_async_callback(reconciler.close)
     jobs = JobClient(redis=ctx["redis"], pool=pool)
     app_services = await stack.enter_async_context(services(jobs))
     runtime = WorkerRuntime(

@@ -345,3 +345,33 @@ async def mark_dropped(
             attempt,
             _text(reason, 4000),
         )
+
+
+_PENDING_ENTRY = "id AS job_id, queue, function, args, attempt_base, run_at, enqueued_at"
+
+
+async def list_pending_quiet_since(
+    conn: Executor, queue: str, *, quiet_since: datetime, after_id: str, limit: int
+) -> list[OutboxEntry]:
+    """One keyset page of a queue's pending jobs unchanged since `quiet_since`, as the relay would deliver them.
+
+    Cron runs are left out: their ticks come round again, and arq names their functions itself.
+    """
+    rows = await conn.fetch(
+        f"""SELECT {_PENDING_ENTRY} FROM millrace_jobs
+            WHERE queue = $1 AND {PENDING_SQL} AND updated_at < $2 AND id > $3 AND id NOT LIKE 'cron:%'
+            ORDER BY id LIMIT $4""",
+        queue,
+        quiet_since,
+        after_id,
+        limit,
+    )
+    return [OutboxEntry(**dict(r)) for r in rows]
+
+
+async def list_still_pending(conn: Executor, job_ids: Sequence[str]) -> list[OutboxEntry]:
+    rows = await conn.fetch(
+        f"SELECT {_PENDING_ENTRY} FROM millrace_jobs WHERE id = ANY($1::text[]) AND {PENDING_SQL} ORDER BY id",
+        list(job_ids),
+    )
+    return [OutboxEntry(**dict(r)) for r in rows]
