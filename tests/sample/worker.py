@@ -16,6 +16,8 @@ _config = WorkerConfig(
     database_url=os.environ["DATABASE_URL"],
     poll_delay_s=0.05,
     outbox_sweep_interval_s=0.5,
+    reconcile_interval_s=1.0,
+    reconcile_quiet_s=1.0,
     log_format="json",
 )
 TestqWorker = worker_settings(app.TESTQ, jobs=_jobs, crons=_crons, config=_config, services=app.open_services)
