@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+import asyncpg
+
 from millrace import Executor, NotFound
 
 SubscriptionStatus = Literal["trialing", "active", "past_due", "canceled", "expired"]
@@ -45,8 +47,9 @@ async def apply_subscription_state(
 
     Events are ordered by (occurred_at, event_id), so any arrival order ends in the same state.
     """
-    applied = await conn.fetchval(
-        """INSERT INTO subscriptions AS s (user_id, status, plan, features_enabled, state_changed_at, state_event_id)
+    try:
+        applied = await conn.fetchval(
+            """INSERT INTO subscriptions AS s (user_id, status, plan, features_enabled, state_changed_at, state_event_id)
            VALUES ($1, $2, coalesce($3, 'standard'), $4, $5, $6)
            ON CONFLICT (user_id) DO UPDATE SET
                status = EXCLUDED.status, plan = coalesce($3, s.plan), features_enabled = EXCLUDED.features_enabled,
@@ -54,13 +57,15 @@ async def apply_subscription_state(
                updated_at = now()
            WHERE (s.state_changed_at, s.state_event_id) < (EXCLUDED.state_changed_at, EXCLUDED.state_event_id)
            RETURNING true""",
-        user_id,
-        status,
-        plan,
-        features_enabled,
-        occurred_at,
-        event_id,
-    )
+            user_id,
+            status,
+            plan,
+            features_enabled,
+            occurred_at,
+            event_id,
+        )
+    except asyncpg.ForeignKeyViolationError:
+        raise NotFound("user", user_id) from None
     return bool(applied)
 
 
@@ -96,19 +101,22 @@ async def record_invoice(
     paid_at: datetime | None,
 ) -> None:
     """Insert or update an invoice; once paid it stays paid, whatever arrives later."""
-    await conn.execute(
-        """INSERT INTO invoices AS i (id, user_id, amount_cents, currency, status, created_at, paid_at)
+    try:
+        await conn.execute(
+            """INSERT INTO invoices AS i (id, user_id, amount_cents, currency, status, created_at, paid_at)
            VALUES ($1, $2, $3, $4, CASE WHEN $6::timestamptz IS NULL THEN 'open' ELSE 'paid' END, $5, $6)
            ON CONFLICT (id) DO UPDATE SET
                status = CASE WHEN i.status = 'paid' OR EXCLUDED.status = 'paid' THEN 'paid' ELSE 'open' END,
                paid_at = coalesce(i.paid_at, EXCLUDED.paid_at)""",
-        invoice_id,
-        user_id,
-        amount_cents,
-        currency,
-        created_at,
-        paid_at,
-    )
+            invoice_id,
+            user_id,
+            amount_cents,
+            currency,
+            created_at,
+            paid_at,
+        )
+    except asyncpg.ForeignKeyViolationError:
+        raise NotFound("user", user_id) from None
 
 
 async def get_invoice(conn: Executor, invoice_id: str) -> Invoice:

@@ -18,14 +18,15 @@ import db.billing
 import db.emails
 import db.users
 from jobs.pdf import format_amount, invoice_pdf
+from jobs.policies import retrying
 from jobs.services import Services
-from millrace import JobContext, NotFound, RetryPolicy, exponential, job
+from millrace import GiveUp, JobContext, exponential, job
 from producers import emails as intents
 
 log = structlog.get_logger(__name__)
 
 # About 10 s, then 1 min, 6 min, 36 min: a mail server that is down is usually back within the hour.
-EMAIL_RETRY = RetryPolicy(attempts=5, backoff=exponential(first_s=10, factor=6, cap_s=3600), give_up_on=(NotFound,))
+EMAIL_RETRY = retrying(5, exponential(first_s=10, factor=6, cap_s=3600))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -152,11 +153,17 @@ async def _summary_lines(ctx: JobContext[Services], user_id: int) -> list[str]:
 
 
 def render_email(services: Services, template: str, *, to: str, context: dict[str, Any]) -> EmailMessage:
+    """The message, or GiveUp when the data cannot make one (a header that would not be valid)."""
     env = services.templates
+    # a subject is one line: a user's name with a line break in it must not start a new header
+    subject = " ".join(env.get_template(f"emails/{template}.subject").render(context).split())
     message = EmailMessage()
-    message["Subject"] = env.get_template(f"emails/{template}.subject").render(context).strip()
-    message["From"] = services.settings.email_from
-    message["To"] = to
+    try:
+        message["Subject"] = subject
+        message["From"] = services.settings.email_from
+        message["To"] = to
+    except ValueError as error:  # the email package refuses CR/LF and other invalid header values
+        raise GiveUp(f"cannot address this email: {error}") from None
     message["Message-ID"] = make_msgid(domain="millrace.local")
     message.set_content(env.get_template(f"emails/{template}.txt").render(context))
     message.add_alternative(env.get_template(f"emails/{template}.html").render(context), subtype="html")

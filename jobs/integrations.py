@@ -5,15 +5,16 @@ from __future__ import annotations
 import structlog
 
 import db.users
+from jobs.policies import retrying
 from jobs.providers import check_response
 from jobs.services import Services
-from millrace import GiveUp, JobContext, RetryPolicy, exponential, job
+from millrace import GiveUp, JobContext, exponential, job
 from producers.integrations import SYNC_CRM_CONTACT, CrmContactArgs
 
 log = structlog.get_logger(__name__)
 
 
-@job(SYNC_CRM_CONTACT, retry=RetryPolicy(attempts=6, backoff=exponential(first_s=5, factor=4, cap_s=1800)))
+@job(SYNC_CRM_CONTACT, retry=retrying(6, exponential(first_s=5, factor=4, cap_s=1800)))
 async def sync_crm_contact(ctx: JobContext[Services], args: CrmContactArgs) -> None:
     """A PUT keyed by our user id: running it twice leaves one contact with the latest details."""
     settings = ctx.services.settings

@@ -5,16 +5,17 @@ from __future__ import annotations
 import structlog
 
 import db.notifications
+from jobs.policies import retrying
 from jobs.providers import check_response
 from jobs.services import Services
 from jobs.ssrf import check_outbound_url
-from millrace import GiveUp, JobContext, JobRef, RetryPolicy, exponential, job
+from millrace import GiveUp, JobContext, JobRef, exponential, job
 from producers import notifications as intents
 from producers.notifications import NotificationArgs
 
 log = structlog.get_logger(__name__)
 
-CHANNEL_RETRY = RetryPolicy(attempts=6, backoff=exponential(first_s=5, factor=3, cap_s=900))
+CHANNEL_RETRY = retrying(6, exponential(first_s=5, factor=3, cap_s=900))
 
 
 @job(intents.NOTIFY_USER, retry=CHANNEL_RETRY)

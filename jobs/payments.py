@@ -13,12 +13,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from pydantic import BaseModel, Field
 
 import db.billing
 import db.webhooks
 from db.webhooks import WebhookEvent
+from jobs.policies import retrying
 from jobs.services import Services
-from millrace import Connection, GiveUp, JobContext, RetryPolicy, exponential, job
+from millrace import Connection, GiveUp, JobContext, exponential, job
 from producers.emails import enqueue_admin_email, enqueue_receipt_email
 from producers.payments import PROCESS_WEBHOOK_EVENT, WebhookEventArgs
 
@@ -27,7 +29,7 @@ log = structlog.get_logger(__name__)
 Handler = Callable[[Services, Connection, WebhookEvent, dict[str, Any]], Awaitable[None]]
 
 
-@job(PROCESS_WEBHOOK_EVENT, retry=RetryPolicy(attempts=8, backoff=exponential(first_s=2, factor=3, cap_s=600)))
+@job(PROCESS_WEBHOOK_EVENT, retry=retrying(8, exponential(first_s=2, factor=3, cap_s=600)))
 async def process_webhook_event(ctx: JobContext[Services], args: WebhookEventArgs) -> None:
     async with ctx.services.db.acquire() as conn, conn.transaction():
         event = await db.webhooks.lock_unprocessed(conn, args.provider, args.event_id)
@@ -50,11 +52,30 @@ def _object_of(event: WebhookEvent) -> dict[str, Any]:
     return obj
 
 
+BIGINT_MAX = 2**63 - 1
+
+
+class Metadata(BaseModel):
+    #: the provider keeps metadata values as strings: "42" reads as 42, anything else is refused
+    user_id: int = Field(ge=1, le=BIGINT_MAX)
+
+
+class EventObject(BaseModel):
+    """What every payment event's object must carry; a ValidationError gives the job up (DATA_ERRORS)."""
+
+    metadata: Metadata
+    plan: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+class InvoiceObject(EventObject):
+    id: str = Field(min_length=1, max_length=255)
+    amount_due: int = Field(ge=0, le=10**12)
+    currency: str = Field(pattern=r"^[A-Za-z]{3}$")
+    created: int = Field(ge=0, le=4_102_444_800)  # no later than 2100: a timestamp, not a typo
+
+
 def _user_id(obj: dict[str, Any]) -> int:
-    try:
-        return int(obj["metadata"]["user_id"])
-    except (KeyError, TypeError, ValueError):
-        raise GiveUp("event object carries no metadata.user_id") from None
+    return EventObject.model_validate(obj).metadata.user_id
 
 
 async def _set_state(
@@ -64,7 +85,7 @@ async def _set_state(
         conn,
         user_id=_user_id(obj),
         status=status,
-        plan=obj.get("plan"),
+        plan=EventObject.model_validate(obj).plan,
         features_enabled=features,
         occurred_at=event.occurred_at,
         event_id=event.event_id,
@@ -81,7 +102,7 @@ async def on_checkout_completed(services: Services, conn: Connection, event: Web
 async def on_invoice_paid(services: Services, conn: Connection, event: WebhookEvent, obj: dict[str, Any]) -> None:
     await _record_invoice(conn, obj, paid_at=event.occurred_at)
     await _set_state(conn, event, obj, "active", True)
-    await enqueue_receipt_email(services.jobs, invoice_id=str(obj["id"]), conn=conn)
+    await enqueue_receipt_email(services.jobs, invoice_id=InvoiceObject.model_validate(obj).id, conn=conn)
 
 
 async def on_payment_failed(services: Services, conn: Connection, event: WebhookEvent, obj: dict[str, Any]) -> None:
@@ -102,19 +123,16 @@ async def on_subscription_deleted(
 
 
 async def _record_invoice(conn: Connection, obj: dict[str, Any], *, paid_at: datetime | None) -> None:
-    try:
-        created_at = datetime.fromtimestamp(int(obj["created"]), tz=UTC)
-        await db.billing.record_invoice(
-            conn,
-            invoice_id=str(obj["id"]),
-            user_id=_user_id(obj),
-            amount_cents=int(obj["amount_due"]),
-            currency=str(obj["currency"]),
-            created_at=created_at,
-            paid_at=paid_at,
-        )
-    except (KeyError, TypeError, ValueError) as error:
-        raise GiveUp(f"invoice object is malformed: {error!r}") from None
+    invoice = InvoiceObject.model_validate(obj)
+    await db.billing.record_invoice(
+        conn,
+        invoice_id=invoice.id,
+        user_id=invoice.metadata.user_id,
+        amount_cents=invoice.amount_due,
+        currency=invoice.currency.lower(),
+        created_at=datetime.fromtimestamp(invoice.created, tz=UTC),
+        paid_at=paid_at,
+    )
 
 
 HANDLERS: dict[str, Handler] = {

@@ -15,8 +15,9 @@ from typing import Literal, TypeVar
 import structlog
 
 import db.billing
+from jobs.policies import retrying
 from jobs.services import Services
-from millrace import Connection, CronSchedule, JobArgs, JobContext, JobRef, RetryPolicy, cron, fixed, job
+from millrace import Connection, CronSchedule, JobArgs, JobContext, JobRef, cron, fixed, job
 from producers import emails as email_intents
 from producers import schedules as intents
 from producers.emails import SummaryEmailArgs
@@ -27,7 +28,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 A = TypeVar("A", bound=JobArgs)
 
-SCHEDULE_RETRY = RetryPolicy(attempts=3, backoff=fixed(60, jitter=0.2))
+SCHEDULE_RETRY = retrying(3, fixed(60, jitter=0.2))
 DEFAULT_BATCH = 1000
 
 

@@ -1,0 +1,17 @@
+"""Retry policies of the job families: retry only what can change, give up at once on the data's errors."""
+
+from __future__ import annotations
+
+import jinja2
+import pydantic
+
+from millrace import Backoff, NotFound, RetryPolicy
+
+#: errors that come from the data (a missing row, a value out of range, a template that cannot render
+#: it): the same input fails the same way on every attempt, so a job gives up at once with the reason
+DATA_ERRORS: tuple[type[BaseException], ...] = (NotFound, pydantic.ValidationError, jinja2.TemplateError)
+
+
+def retrying(attempts: int, backoff: Backoff) -> RetryPolicy:
+    """Retries for what can change (a provider's 5xx, a timeout, a lost connection), never for the data."""
+    return RetryPolicy(attempts=attempts, backoff=backoff, give_up_on=DATA_ERRORS)
