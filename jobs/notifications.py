@@ -8,7 +8,7 @@ import db.notifications
 from jobs.policies import retrying
 from jobs.providers import check_response
 from jobs.services import Services
-from jobs.ssrf import check_outbound_url
+from jobs.ssrf import parse_user_url
 from millrace import GiveUp, JobContext, JobRef, exponential, job
 from producers import notifications as intents
 from producers.notifications import NotificationArgs
@@ -49,10 +49,9 @@ async def deliver_slack_notification(ctx: JobContext[Services], args: Notificati
         preferences = await db.notifications.get_preferences(conn, args.user_id)
     if not preferences.slack_webhook_url:
         raise GiveUp("the user removed their Slack webhook")
-    # checked again here, not only when saved: the name may resolve elsewhere by now
-    await check_outbound_url(preferences.slack_webhook_url, allowed_hosts=ctx.services.settings.outbound_allowed_hosts)
-    response = await ctx.services.http.post(
-        preferences.slack_webhook_url, json={"text": f"*{args.title}*\n{args.body}"}
+    # the guarded client checks the address it connects to: the name may resolve elsewhere since it was saved
+    response = await ctx.services.user_http.post(
+        parse_user_url(preferences.slack_webhook_url), json={"text": f"*{args.title}*\n{args.body}"}
     )
     check_response(response, "Slack")
 

@@ -10,6 +10,7 @@ import httpx
 import jinja2
 
 from jobs.mail import EmailBackend, backend_from
+from jobs.ssrf import guarded_client
 from millrace import JobClient, Pool
 from settings import Settings
 
@@ -20,7 +21,10 @@ class Services:
     db: Pool
     #: for follow-up jobs, enqueued in the job's own transaction
     jobs: JobClient
+    #: for the providers this deployment configured
     http: httpx.AsyncClient
+    #: for URLs users supply (Slack webhooks): public addresses only, checked at connection time
+    user_http: httpx.AsyncClient
     mailer: EmailBackend
     templates: jinja2.Environment
 
@@ -37,12 +41,14 @@ def template_environment() -> jinja2.Environment:
 async def open_services(settings: Settings, jobs: JobClient) -> AsyncIterator[Services]:
     # explicit timeouts: a provider that hangs must fail the attempt, not hold the worker slot forever
     timeout = httpx.Timeout(settings.http_timeout_s, connect=min(settings.http_timeout_s, 5.0))
-    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
+    user_http = guarded_client(timeout=timeout, allowed_hosts=settings.outbound_allowed_hosts)
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http, user_http:
         yield Services(
             settings=settings,
             db=jobs.pool,
             jobs=jobs,
             http=http,
+            user_http=user_http,
             mailer=backend_from(settings, http),
             templates=template_environment(),
         )

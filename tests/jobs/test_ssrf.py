@@ -2,9 +2,46 @@
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
 
-from jobs.ssrf import UnsafeUrl, check_outbound_url
+import httpcore
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jobs.ssrf import Resolver, UnsafeUrl, _GuardedBackend, check_outbound_url, guarded_client, is_public
+
+
+@dataclass
+class CountingServer:
+    """A real HTTP server on loopback that counts what reaches it: it must stay at zero."""
+
+    server: asyncio.Server
+    port: int
+    requests: int = field(default=0)
+
+    async def close(self) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+
+async def start_counting_server() -> CountingServer:
+    holder: list[CountingServer] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        holder[0].requests += 1
+        await reader.readline()
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    holder.append(CountingServer(server=server, port=server.sockets[0].getsockname()[1]))
+    return holder[0]
 
 
 @pytest.mark.parametrize(
@@ -37,3 +74,72 @@ async def test_allow_list_lets_tests_reach_loopback() -> None:
     await check_outbound_url("http://127.0.0.1:9999/hook", allowed_hosts=["127.0.0.1"])
     with pytest.raises(UnsafeUrl):
         await check_outbound_url("http://localhost:9999/hook", allowed_hosts=["127.0.0.1"])
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["100.64.0.1", "100.100.100.200", "192.0.0.170", "198.18.0.1", "240.0.0.1", "[64:ff9b::a00:1]", "[2002:a00:1::]"],
+)
+async def test_every_address_that_is_not_globally_routable_is_refused(address: str) -> None:
+    """Shared address space (a cloud's metadata service lives there), benchmarks, reserved, and IPv4
+    private addresses wrapped in NAT64 or 6to4 prefixes."""
+    with pytest.raises(UnsafeUrl):
+        await check_outbound_url(f"http://{address}/hook")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.ip_addresses(v=4))
+def test_an_ipv4_address_is_public_exactly_when_it_is_globally_routable(address: ipaddress.IPv4Address) -> None:
+    assert is_public(address) == address.is_global
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.ip_addresses(v=4).filter(lambda a: not a.is_global))
+def test_a_private_ipv4_address_wrapped_in_ipv6_is_never_public(inner: ipaddress.IPv4Address) -> None:
+    for wrapped in (
+        ipaddress.IPv6Address(f"::ffff:{inner}"),
+        ipaddress.IPv6Address((0x2002 << 112) | (int(inner) << 80)),
+        ipaddress.IPv6Address((0x64FF9B << 96) | int(inner)),
+    ):
+        assert not is_public(wrapped), wrapped
+
+
+class RecordingBackend(httpcore.AsyncNetworkBackend):
+    """Stands in for the network: notes where the guard asked to connect, and connects nowhere."""
+
+    def __init__(self) -> None:
+        self.hosts: list[str] = []
+
+    async def connect_tcp(self, host: str, port: int, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+        self.hosts.append(host)
+        raise httpcore.ConnectError("not connecting in a test")
+
+
+def resolver_answering(*answers: list[str]) -> Resolver:
+    """A DNS that answers each lookup with the next of `answers`: what a rebinding attacker runs."""
+    pending = list(answers)
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return pending.pop(0) if len(pending) > 1 else pending[0]
+
+    return resolve
+
+
+async def test_the_connection_goes_to_the_address_that_was_checked() -> None:
+    recording = RecordingBackend()
+    backend = _GuardedBackend((), resolver_answering(["93.184.216.34"]), inner=recording)
+    with pytest.raises(httpcore.ConnectError):
+        await backend.connect_tcp("hooks.example.com", 443)
+    assert recording.hosts == ["93.184.216.34"]  # the checked address, not the name resolved anew
+
+
+async def test_a_name_that_rebinds_to_loopback_after_the_check_is_refused_at_connection() -> None:
+    served = await start_counting_server()
+    rebinding = resolver_answering(["93.184.216.34"], ["127.0.0.1"])
+    url = f"http://rebind.example:{served.port}/hook"
+    await check_outbound_url(url, resolver=rebinding)  # at save time it looked public
+    async with guarded_client(timeout=httpx.Timeout(2.0), resolver=rebinding) as client:
+        with pytest.raises(UnsafeUrl, match=r"127\.0\.0\.1"):
+            await client.post(url, json={})
+    assert served.requests == 0
+    await served.close()
