@@ -53,6 +53,11 @@ class Settings(BaseSettings):
 
     web_host: str = "127.0.0.1"
     web_port: int = 8000
+    # Every request body is refused past this size (webhooks have their own limit below).
+    web_max_body_bytes: int = 64 * 1024
+    # The status page and the API docs ask for user `operator` and the password this argon2 hash is of
+    # (python -c "import argon2; print(argon2.PasswordHasher().hash('...'))"). Unset: nobody gets in.
+    operator_password_hash: SecretStr | None = None
 
     # Webhooks: several secrets per provider while a key rotates, e.g. {"stripe": ["whsec_new", "whsec_old"]}
     webhook_secrets: dict[str, list[SecretStr]] = Field(default_factory=dict)

@@ -37,10 +37,19 @@ async def get_user(conn: Executor, user_id: int) -> User:
 
 
 async def find_user_by_email(conn: Executor, email: str) -> User | None:
-    row = await conn.fetchrow("SELECT id, email, name, created_at FROM users WHERE email = $1", email)
+    row = await conn.fetchrow("SELECT id, email, name, created_at FROM users WHERE lower(email) = lower($1)", email)
     return None if row is None else User(**dict(row))
 
 
 async def insert_password_reset(conn: Executor, user_id: int) -> str:
     reset_id: object = await conn.fetchval("INSERT INTO password_resets (user_id) VALUES ($1) RETURNING id", user_id)
     return str(reset_id)
+
+
+async def insert_api_token(conn: Executor, *, user_id: int, token_hash: bytes) -> None:
+    await conn.execute("INSERT INTO api_tokens (token_hash, user_id) VALUES ($1, $2)", token_hash, user_id)
+
+
+async def find_user_id_by_token(conn: Executor, token_hash: bytes) -> int | None:
+    user_id: int | None = await conn.fetchval("SELECT user_id FROM api_tokens WHERE token_hash = $1", token_hash)
+    return user_id

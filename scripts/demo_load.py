@@ -69,8 +69,9 @@ async def one_user(client: httpx.AsyncClient, settings: Settings, n: int) -> Non
     email = f"demo-{uuid.uuid4().hex[:8]}@example.com"
     created = await client.post("/users", json={"email": email, "name": f"Demo {n}"})
     user_id = created.json()["id"]
+    token = {"Authorization": f"Bearer {created.json()['api_token']}"}
     log.info("demo_user_signed_up", status=created.status_code, user_id=user_id)
-    await client.post("/tasks", json={"title": f"Welcome task {n}", "assignee_id": user_id})
+    await client.post("/tasks", json={"title": f"Welcome task {n}", "assignee_id": user_id}, headers=token)
     if n % 3 == 0:
         await client.post("/password-resets", json={"email": email})
     secrets = settings.webhook_secrets.get("stripe")

@@ -10,10 +10,19 @@ export PORT="${WEB_PORT:-8000}"
 # a webhook secret for the demo's signed payment events; set your provider's in .env
 export WEBHOOK_SECRETS="${WEBHOOK_SECRETS:-{\"stripe\": [\"whsec_demo_only\"]\}}"
 
+# the status page and the API docs ask for the operator's password: a fresh one each run, unless .env sets a hash
+if [ -z "${OPERATOR_PASSWORD_HASH:-}" ]; then
+  OPERATOR_PASSWORD="$("$BIN/python" -c 'import secrets; print(secrets.token_urlsafe(12))')"
+  OPERATOR_PASSWORD_HASH="$("$BIN/python" -c 'import argon2, sys; print(argon2.PasswordHasher().hash(sys.argv[1]))' "$OPERATOR_PASSWORD")"
+  export OPERATOR_PASSWORD_HASH
+fi
+
 "$BIN/python" scripts/services.py --database-url "$DATABASE_URL" --redis-url "$REDIS_URL" --create-database
 "$BIN/millrace" migrate
 
-echo "Millrace: status page on http://127.0.0.1:$PORT/status/ ; demo emails land in ${EML_DIR:-var/outbox-mail}/"
+echo "Millrace: status page on http://127.0.0.1:$PORT/status/ and API docs on /docs," \
+  "as user operator, password ${OPERATOR_PASSWORD:-(the one your OPERATOR_PASSWORD_HASH is of)};" \
+  "demo emails land in ${EML_DIR:-var/outbox-mail}/"
 # the demo load signs up a few users through the web app once it answers; Ctrl-C stops everything
 "$BIN/python" -m scripts.demo_load --count "${DEMO_USERS:-10}" --interval 1 &
 demo=$!

@@ -6,8 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from fastapi import FastAPI, HTTPException, Request
-from pydantic import BaseModel, Field
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import db.billing
 import db.users
@@ -17,18 +21,24 @@ from producers.emails import enqueue_admin_email, enqueue_password_reset_email, 
 from producers.integrations import enqueue_crm_sync
 from settings import Settings
 from web import notifications, webhooks
+from web.auth import CurrentUser, new_token, only_self, operator, operator_password_ok
+from web.errors import answers, on_validation_error
+from web.fields import Email, Line, PathId
+from web.limits import BodySizeLimit
 from web.state import AppState, state_of
 
 TRIAL = timedelta(days=14)
 
 
 class SignupRequest(BaseModel):
-    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)
-    name: str = Field(min_length=1, max_length=100)
+    email: Email
+    name: Line
 
 
 class SignupResponse(BaseModel):
     id: int
+    #: shown once: the bearer token this user's own endpoints ask for
+    api_token: str
     welcome_job_id: str
 
 
@@ -52,37 +62,67 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await pool.close()
 
-    app = FastAPI(title="Millrace demo", lifespan=lifespan)
-    app.add_api_route("/users", signup, methods=["POST"], status_code=201)
-    app.add_api_route("/users/{user_id}", get_user, methods=["GET"])
-    app.add_api_route("/password-resets", request_password_reset, methods=["POST"], status_code=202)
+    # the docs and the schema are the operator's, like the status page: mounted below behind a login
+    app = FastAPI(title="Millrace demo", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_middleware(
+        BodySizeLimit,
+        default_bytes=settings.web_max_body_bytes,
+        by_prefix={"/webhooks/": settings.webhook_max_body_bytes},
+    )
+    app.add_api_route("/users", signup, methods=["POST"], status_code=201, responses=answers(409, 413))
+    app.add_api_route("/users/{user_id}", get_user, methods=["GET"], responses=answers(401, 403, 404))
+    app.add_api_route(
+        "/password-resets", request_password_reset, methods=["POST"], status_code=202, responses=answers(413)
+    )
     app.add_api_route("/healthz", healthz, methods=["GET"])
-    app.add_api_route("/webhooks/{provider}", webhooks.receive_webhook, methods=["POST"])
-    app.add_api_route("/users/{user_id}/preferences", notifications.set_preferences, methods=["PUT"])
-    app.add_api_route("/users/{user_id}/notifications", notifications.list_notifications, methods=["GET"])
-    app.add_api_route("/tasks", notifications.create_task, methods=["POST"], status_code=201)
-    app.mount("/status", millrace.status.router(lambda request: state_of(request).pool))
+    app.add_api_route(
+        "/webhooks/{provider}", webhooks.receive_webhook, methods=["POST"], responses=answers(400, 404, 413)
+    )
+    app.add_api_route(
+        "/users/{user_id}/preferences",
+        notifications.set_preferences,
+        methods=["PUT"],
+        responses=answers(400, 401, 403, 404, 413),
+    )
+    app.add_api_route(
+        "/users/{user_id}/notifications",
+        notifications.list_notifications,
+        methods=["GET"],
+        responses=answers(401, 403),
+    )
+    app.add_api_route(
+        "/tasks", notifications.create_task, methods=["POST"], status_code=201, responses=answers(401, 403, 404, 413)
+    )
+    operator_only = [Depends(operator)]
+    app.add_api_route(
+        "/openapi.json", openapi_document, methods=["GET"], include_in_schema=False, dependencies=operator_only
+    )
+    app.add_api_route("/docs", api_docs, methods=["GET"], include_in_schema=False, dependencies=operator_only)
+    app.mount("/status", OperatorOnly(millrace.status.router(lambda request: state_of(request).pool), settings))
     return app
 
 
 async def signup(body: SignupRequest, request: Request) -> SignupResponse:
     state = state_of(request)
+    token, token_hash = new_token()
     async with state.pool.acquire() as conn, conn.transaction():
         try:
             user = await db.users.insert_user(conn, email=body.email, name=body.name)
         except AlreadyExists:
             raise HTTPException(409, "this email is already registered") from None
+        await db.users.insert_api_token(conn, user_id=user.id, token_hash=token_hash)
         # everything slow or fallible happens in the background, and only if this transaction commits
         welcome = await enqueue_welcome_email(state.jobs, user_id=user.id, conn=conn)
         await enqueue_admin_email(state.jobs, kind="new_user", user_id=user.id, event_key=str(user.id), conn=conn)
         if state.settings.crm_api_url:  # an integration this deployment does not have is not a failure
             await enqueue_crm_sync(state.jobs, user_id=user.id, conn=conn)
         await db.billing.start_trial(conn, user_id=user.id, trial_ends_at=user.created_at + TRIAL, now=user.created_at)
-    return SignupResponse(id=user.id, welcome_job_id=welcome.id)
+    return SignupResponse(id=user.id, api_token=token, welcome_job_id=welcome.id)
 
 
 class PasswordResetRequest(BaseModel):
-    email: str = Field(max_length=254)
+    email: Email
 
 
 async def request_password_reset(body: PasswordResetRequest, request: Request) -> dict[str, str]:
@@ -96,7 +136,8 @@ async def request_password_reset(body: PasswordResetRequest, request: Request) -
     return {"status": "if this address has an account, a reset email is on its way"}
 
 
-async def get_user(user_id: int, request: Request) -> UserResponse:
+async def get_user(user_id: PathId, caller: CurrentUser, request: Request) -> UserResponse:
+    only_self(caller, user_id)
     async with state_of(request).pool.acquire() as conn:
         try:
             user = await db.users.get_user(conn, user_id)
@@ -110,6 +151,33 @@ async def healthz(request: Request) -> dict[str, str]:
         await conn.fetchval("SELECT 1")
     await state_of(request).jobs.redis.ping()
     return {"status": "ok"}
+
+
+async def openapi_document(request: Request) -> JSONResponse:
+    return JSONResponse(request.app.openapi())
+
+
+async def api_docs() -> HTMLResponse:
+    return get_swagger_ui_html(openapi_url="/openapi.json", title="Millrace demo API")
+
+
+class OperatorOnly:
+    """An ASGI app (the runtime's status page) behind the operator's login."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self._app = app
+        configured = settings.operator_password_hash
+        self._hash = None if configured is None else configured.get_secret_value()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        authorization = dict(scope.get("headers", [])).get(b"authorization", b"").decode("latin-1")
+        if scope["type"] == "http" and not operator_password_ok(self._hash, authorization):
+            refused = JSONResponse(
+                {"detail": "operator login needed"}, 401, headers={"WWW-Authenticate": 'Basic realm="operator"'}
+            )
+            await refused(scope, receive, send)
+            return
+        await self._app(scope, receive, send)
 
 
 def app_from_environment() -> FastAPI:

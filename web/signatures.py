@@ -11,6 +11,10 @@ class SignatureError(Exception):
     """Why a webhook request is refused; the message is for our logs, never echoed to the sender."""
 
 
+_MAX_TIMESTAMP_DIGITS = 12
+_MAX_SIGNATURES = 8
+
+
 def sign(body: bytes, secret: str, timestamp: int) -> str:
     """The header value a provider would send: what tests and the demo load use to sign."""
     return f"t={timestamp},v1={_digest(body, secret, timestamp)}"
@@ -40,9 +44,10 @@ def _parse(header: str) -> tuple[int, list[str]]:
     signatures: list[str] = []
     for part in header.split(","):
         key, _, value = part.strip().partition("=")
-        if key == "t" and value.isdigit():
+        # ASCII digits only, and few of them: str.isdigit() also accepts "²", which int() refuses
+        if key == "t" and value.isascii() and value.isdigit() and len(value) <= _MAX_TIMESTAMP_DIGITS:
             timestamp = int(value)
-        elif key == "v1" and value:
+        elif key == "v1" and value and len(signatures) < _MAX_SIGNATURES:
             signatures.append(value)
     if timestamp is None or not signatures:
         raise SignatureError("malformed signature header")

@@ -10,8 +10,10 @@ from typing import Any
 import structlog
 from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
 
 import db.webhooks
+from millrace import unstorable_text
 from producers.payments import enqueue_webhook_processing
 from web.signatures import SignatureError, verify
 from web.state import state_of
@@ -36,12 +38,29 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+class EventEnvelope(BaseModel):
+    """What every provider event carries; the rest of the payload is the job's to read."""
+
+    id: str = Field(min_length=1, max_length=255)
+    type: str = Field(min_length=1, max_length=255)
+    created: int = Field(strict=True, ge=0, le=4_102_444_800)  # a timestamp before 2100, not 1e20
+    data: dict[str, Any]
+
+
 def parse_event(body: bytes) -> tuple[str, str, datetime, dict[str, Any]]:
+    """The event's id, type, time and payload; 400 for anything PostgreSQL or the job could not take."""
     try:
-        event = json.loads(body)
-        return str(event["id"]), str(event["type"]), datetime.fromtimestamp(int(event["created"]), tz=UTC), event
-    except (ValueError, KeyError, TypeError) as error:
-        raise HTTPException(400, "malformed event") from error
+        event = json.loads(body, parse_constant=_refuse_constant)
+        envelope = EventEnvelope.model_validate(event)
+    except (ValueError, RecursionError, ValidationError):  # ValidationError is a ValueError too
+        raise HTTPException(400, "malformed event") from None
+    if unstorable_text(event) is not None:  # NUL, lone surrogates, or nesting deeper than a payload needs
+        raise HTTPException(400, "malformed event: text that cannot be stored")
+    return envelope.id, envelope.type, datetime.fromtimestamp(envelope.created, tz=UTC), event
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 async def receive_webhook(provider: str, request: Request) -> JSONResponse:

@@ -1,24 +1,11 @@
-"""The demo web app in process (its real lifespan, PostgreSQL and Redis), driven over ASGI."""
+"""The demo web app in process: signups, password resets, the status page."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
-import pytest
 
 from millrace import Pool, store
-from settings import Settings
-from web.app import create_app
-
-
-@pytest.fixture
-async def http(database_url: str, redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(Settings(database_url=database_url, redis_url=redis_url))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://demo") as client:
-            yield client
+from tests.web.conftest import OPERATOR_PASSWORD
 
 
 async def test_password_reset_does_not_reveal_who_has_an_account(http: httpx.AsyncClient, pool: Pool) -> None:
@@ -42,9 +29,10 @@ async def test_signup_that_fails_enqueues_nothing(http: httpx.AsyncClient, pool:
 
 async def test_status_page_shows_queue_counts(http: httpx.AsyncClient) -> None:
     await http.post("/users", json={"email": "status@example.com", "name": "<b>S</b>"})
-    page = await http.get("/status/")
+    operator = ("operator", OPERATOR_PASSWORD)
+    page = await http.get("/status/", auth=operator)
     assert page.status_code == 200
     assert '<td class="l">emails</td>' in page.text
-    counts = (await http.get("/status/", params={"format": "json"})).json()
+    counts = (await http.get("/status/", params={"format": "json"}, auth=operator)).json()
     (emails,) = [q for q in counts["queues"] if q["queue"] == "emails"]
     assert emails["queued"] == 2  # welcome and admin emails; no worker runs in this test

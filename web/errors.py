@@ -1,0 +1,55 @@
+"""How the service answers what it refuses: short messages, no echo of the input, the same shape always."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+_MAX_ERRORS = 10
+
+
+class Problem(BaseModel):
+    """Every 4xx answer: `{"detail": "..."}`."""
+
+    detail: str
+
+
+class FieldProblem(BaseModel):
+    loc: list[str | int]
+    msg: str
+
+
+class ValidationProblem(BaseModel):
+    """A 422: which fields, and what is wrong with each; never the input itself (it may be a megabyte)."""
+
+    detail: list[FieldProblem]
+
+
+def answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for the refusals a route really gives."""
+    described = {
+        400: "the request cannot be read or verified",
+        401: "no valid credentials",
+        403: "another user's data",
+        404: "no such thing",
+        409: "it exists already",
+        413: "the body is too large",
+    }
+    documented: dict[int | str, dict[str, Any]] = {
+        status: {"model": Problem, "description": described[status]} for status in statuses
+    }
+    documented[422] = {"model": ValidationProblem, "description": "a field is missing or invalid"}
+    return documented
+
+
+async def on_validation_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    problems = [
+        FieldProblem(loc=[p if isinstance(p, int) else str(p)[:100] for p in e["loc"]], msg=str(e["msg"])[:200])
+        for e in error.errors()[:_MAX_ERRORS]
+    ]
+    return JSONResponse(ValidationProblem(detail=problems).model_dump(), status_code=422)

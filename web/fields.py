@@ -1,0 +1,44 @@
+"""Field types shared by the demo service's request bodies: what PostgreSQL can store, and sane bounds."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Path
+from pydantic import AfterValidator, Field, StringConstraints
+
+from millrace import unstorable_text
+
+BIGINT_MAX = 2**63 - 1
+
+
+def _storable(text: str) -> str:
+    problem = unstorable_text(text)
+    if problem is not None:
+        raise ValueError(problem)
+    return text
+
+
+def _one_line(text: str) -> str:
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ValueError("control characters (line breaks, tabs ...) are not allowed here")
+    return text
+
+
+#: any text a person typed: stored as given, minus surrounding spaces; never NUL or a lone surrogate
+Text = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_storable)]
+#: a name or a title: one line, not blank
+Line = Annotated[Text, StringConstraints(min_length=1, max_length=200), AfterValidator(_one_line)]
+Email = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        max_length=254,
+        pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$",
+    ),
+    AfterValidator(_storable),
+]
+#: an id in a JSON body: a whole number PostgreSQL's bigint holds, never `true` or "7"
+BodyId = Annotated[int, Field(strict=True, ge=1, le=BIGINT_MAX)]
+#: an id in a path
+PathId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
