@@ -49,7 +49,8 @@ async def apply_subscription_state(
     """
     try:
         applied = await conn.fetchval(
-            """INSERT INTO subscriptions AS s (user_id, status, plan, features_enabled, state_changed_at, state_event_id)
+            """INSERT INTO subscriptions AS s
+                   (user_id, status, plan, features_enabled, state_changed_at, state_event_id)
            VALUES ($1, $2, coalesce($3, 'standard'), $4, $5, $6)
            ON CONFLICT (user_id) DO UPDATE SET
                status = EXCLUDED.status, plan = coalesce($3, s.plan), features_enabled = EXCLUDED.features_enabled,
