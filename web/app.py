@@ -11,23 +11,25 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
+from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import db.billing
 import db.users
 import millrace
-from millrace import AlreadyExists, JobClient, NotFound, configure_logging
+from millrace import TRANSIENT_ERRORS, AlreadyExists, JobClient, NotFound, configure_logging
 from producers.emails import enqueue_admin_email, enqueue_password_reset_email, enqueue_welcome_email
 from producers.integrations import enqueue_crm_sync
 from settings import Settings
 from web import notifications, webhooks
 from web.auth import CurrentUser, new_token, only_self, operator, operator_password_ok
-from web.errors import answers, on_validation_error
+from web.errors import Problem, answers, on_validation_error
 from web.fields import Email, Line, PathId
 from web.limits import BodySizeLimit
 from web.state import AppState, state_of
 
 TRIAL = timedelta(days=14)
+_UNREACHABLE: tuple[type[BaseException], ...] = (RedisError, *TRANSIENT_ERRORS)
 
 
 class SignupRequest(BaseModel):
@@ -75,7 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_api_route(
         "/password-resets", request_password_reset, methods=["POST"], status_code=202, responses=answers(413)
     )
-    app.add_api_route("/healthz", healthz, methods=["GET"])
+    app.add_api_route("/healthz", healthz, methods=["GET"], responses={503: {"model": Problem}})
     app.add_api_route(
         "/webhooks/{provider}", webhooks.receive_webhook, methods=["POST"], responses=answers(400, 404, 413)
     )
@@ -146,11 +148,16 @@ async def get_user(user_id: PathId, caller: CurrentUser, request: Request) -> Us
     return UserResponse(id=user.id, email=user.email, name=user.name)
 
 
-async def healthz(request: Request) -> dict[str, str]:
-    async with state_of(request).pool.acquire() as conn:
-        await conn.fetchval("SELECT 1")
-    await state_of(request).jobs.redis.ping()
-    return {"status": "ok"}
+async def healthz(request: Request) -> JSONResponse:
+    """200 when PostgreSQL and Redis answer; 503 otherwise, for the load balancer to route around."""
+    state = state_of(request)
+    try:
+        async with state.pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+        await state.jobs.redis.ping()
+    except _UNREACHABLE as error:
+        return JSONResponse({"detail": f"unhealthy: {type(error).__name__}"}, 503, headers={"Retry-After": "5"})
+    return JSONResponse({"status": "ok"})
 
 
 async def openapi_document(request: Request) -> JSONResponse:
