@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
+
+from scripts.services import as_postgres_user, postgres_bin
 
 
 def free_port() -> int:
@@ -47,3 +53,56 @@ class PrivateRedis:
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait()
         self.process = None
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of the test's own, on a free port, stopped and started by its postmaster's pid."""
+
+    def __init__(self) -> None:
+        # not under pytest's tmp_path: the `postgres` user must be able to reach the folder
+        self.folder = Path(tempfile.mkdtemp(prefix="millrace-pg-"))
+        self.data = self.folder / "data"
+        self.port = free_port()
+        if os.geteuid() == 0:
+            owner = pwd.getpwnam("postgres")
+            os.chown(self.folder, owner.pw_uid, owner.pw_gid)
+        subprocess.run(
+            as_postgres_user([_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
+        log = str(self.folder / "postgres.log")
+        subprocess.run(
+            as_postgres_user([_bin("pg_ctl"), "-D", str(self.data), "-l", log, "-o", options, "-w", "start"]),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
+    def stop(self) -> None:
+        """A fast shutdown of this cluster only: SIGINT to its postmaster, then wait for it to go."""
+        pid_file = self.data / "postmaster.pid"
+        if not pid_file.exists():
+            return
+        pid = int(pid_file.read_text().split()[0])
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGINT)
+        deadline = time.monotonic() + 30
+        while pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _bin(name: str) -> str:
+    found = postgres_bin(name)
+    assert found is not None, f"{name} is not installed (apt-get install postgresql)"
+    return found

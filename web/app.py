@@ -23,7 +23,7 @@ from producers.integrations import enqueue_crm_sync
 from settings import Settings
 from web import notifications, webhooks
 from web.auth import CurrentUser, new_token, only_self, operator, operator_password_ok
-from web.errors import Problem, answers, on_validation_error
+from web.errors import Problem, answers, on_database_away, on_validation_error
 from web.fields import Email, Line, PathId
 from web.limits import BodySizeLimit
 from web.state import AppState, state_of
@@ -67,6 +67,9 @@ def create_app(settings: Settings) -> FastAPI:
     # the docs and the schema are the operator's, like the status page: mounted below behind a login
     app = FastAPI(title="Millrace demo", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.add_exception_handler(RequestValidationError, on_validation_error)
+    for outage in TRANSIENT_ERRORS:  # PostgreSQL away: 503 with Retry-After, the request can be repeated
+        if issubclass(outage, Exception):
+            app.add_exception_handler(outage, on_database_away)
     app.add_middleware(
         BodySizeLimit,
         default_bytes=settings.web_max_body_bytes,

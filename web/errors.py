@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+
+log = structlog.get_logger(__name__)
 
 _MAX_ERRORS = 10
 
@@ -39,6 +42,9 @@ def answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "it exists already",
         413: "the body is too large",
     }
+    # any route that touches PostgreSQL may find it away: 503 with Retry-After, never a 500
+    statuses = (*statuses, 503)
+    described[503] = "the database is away for a moment; try again after Retry-After seconds"
     documented: dict[int | str, dict[str, Any]] = {
         status: {"model": Problem, "description": described[status]} for status in statuses
     }
@@ -53,3 +59,16 @@ async def on_validation_error(_request: Request, error: Exception) -> JSONRespon
         for e in error.errors()[:_MAX_ERRORS]
     ]
     return JSONResponse(ValidationProblem(detail=problems).model_dump(), status_code=422)
+
+
+#: seconds a client should wait before it tries again while the database is away
+RETRY_AFTER_S = 5
+
+
+async def on_database_away(_request: Request, error: Exception) -> JSONResponse:
+    log.warning("request_refused_database_away", error=type(error).__name__)
+    return JSONResponse(
+        Problem(detail="the database is unavailable; try again shortly").model_dump(),
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )

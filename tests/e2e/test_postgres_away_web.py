@@ -1,0 +1,58 @@
+"""PostgreSQL stopped under the web process: 503 with Retry-After, never a 500; back when it is."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import db
+from millrace import store
+from settings import Settings
+from tests.processes import wait_for
+from tests.servers import PrivatePostgres
+from tests.web.conftest import serving
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    server = PrivatePostgres()
+    server.start()
+    yield server
+    server.remove()
+
+
+async def test_the_web_process_answers_503_while_postgres_is_away(
+    private_postgres: PrivatePostgres, redis_url: str
+) -> None:
+    conn = await store.pool.connect(private_postgres.url)
+    try:
+        await store.migrate.apply_migrations(conn, [db.MIGRATIONS])
+    finally:
+        await conn.close()
+    async with serving(Settings(database_url=private_postgres.url, redis_url=redis_url)) as http:
+        created = await http.post("/users", json={"email": "before@example.com", "name": "Before"})
+        assert created.status_code == 201
+        token = {"Authorization": f"Bearer {created.json()['api_token']}"}
+
+        private_postgres.stop()
+        for method, path, body in [
+            ("POST", "/users", {"email": "during@example.com", "name": "During"}),
+            ("GET", f"/users/{created.json()['id']}", None),
+            ("POST", "/password-resets", {"email": "before@example.com"}),
+        ]:
+            response = await http.request(method, path, json=body, headers=token)
+            assert response.status_code == 503, (path, response.text)
+            assert response.headers["Retry-After"] == "5"
+        assert (await http.get("/healthz")).status_code == 503
+
+        private_postgres.start()
+
+        async def signs_up_again() -> bool:
+            again = await http.post("/users", json={"email": "after@example.com", "name": "After"})
+            return again.status_code == 201
+
+        await wait_for(signs_up_again, timeout_s=30, what="signups after PostgreSQL returned")
+        assert (await http.get("/healthz")).status_code == 200
