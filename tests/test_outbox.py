@@ -144,17 +144,23 @@ async def test_redis_down_during_the_transaction_loses_nothing(
     assert [r["job_id"] for r in await effects(pool, "ran")] == [enqueued.id]
 
 
+async def enqueue_during_the_outage_then_deliver(client: JobClient, pool: Pool, redis_server: PrivateRedis) -> str:
+    """With Redis down, a direct enqueue goes to the outbox; once Redis is back, the relay delivers it."""
+    enqueued = await client.enqueue(app.FLAKY, app.FlakyArgs(fail_times=0))
+    assert enqueued.via == "outbox"
+    redis_server.start()
+    assert await relay.deliver_all(pool, client.redis, None) == 1
+    return enqueued.id
+
+
 async def test_direct_enqueue_with_redis_down_is_handed_to_the_relay(
     pool: Pool, private_redis: PrivateRedis, run_worker: RunWorker
 ) -> None:
     async with JobClient.open(redis_url=private_redis.url, pool=pool) as client:
         private_redis.stop()
-        enqueued = await client.enqueue(app.FLAKY, app.FlakyArgs(fail_times=0))
-        assert enqueued.via == "outbox"
-        private_redis.start()
-        assert await relay.deliver_all(pool, client.redis, None) == 1
+        job_id = await enqueue_during_the_outage_then_deliver(client, pool, private_redis)
     await run_worker(redis_url=private_redis.url)
-    assert [r["job_id"] for r in await effects(pool, "ran")] == [enqueued.id]
+    assert [r["job_id"] for r in await effects(pool, "ran")] == [job_id]
 
 
 async def test_a_client_opens_while_redis_is_down_and_enqueues_through_the_outbox(
@@ -163,9 +169,6 @@ async def test_a_client_opens_while_redis_is_down_and_enqueues_through_the_outbo
     """A web process starting during a Redis outage still starts, and loses no job."""
     private_redis.stop()
     async with JobClient.open(redis_url=private_redis.url, pool=pool) as client:
-        enqueued = await client.enqueue(app.FLAKY, app.FlakyArgs(fail_times=0))
-        assert enqueued.via == "outbox"
-        private_redis.start()
-        assert await relay.deliver_all(pool, client.redis, None) == 1
+        job_id = await enqueue_during_the_outage_then_deliver(client, pool, private_redis)
     await run_worker(redis_url=private_redis.url)
-    assert [r["job_id"] for r in await effects(pool, "ran")] == [enqueued.id]
+    assert [r["job_id"] for r in await effects(pool, "ran")] == [job_id]
