@@ -35,7 +35,7 @@ ARQ_TIMEOUT_GRACE_S = 2.0
 #: recording a corrupt payload is one database write
 CORRUPT_TIMEOUT_S = 5.0
 #: arq refuses to run a job tried this often; the policy decides long before, this only bounds arq
-ARQ_MAX_TRIES = 1000
+ARQ_MAX_TRIES = payload.MAX_JOB_TRY
 
 JobBody = Callable[[JobContext[Any]], Awaitable[None]]
 
