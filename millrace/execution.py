@@ -104,7 +104,12 @@ def cron_handler(definition: CronDefinition[Any]) -> Callable[..., Awaitable[Non
     async def handle(ctx: dict[str, Any]) -> None:
         arq_job = arq_job_of(ctx)
         runtime = arq_job.runtime
-        tick_at = tick_of(arq_job.job_id)
+        try:
+            tick_at = tick_of(arq_job.job_id)
+        except (ValueError, OverflowError, OSError):  # an id arq's scheduler never writes: planted by hand
+            reason = "cron job id is not cron:<name>:<tick in unix ms>"
+            await record_corrupt(arq_job, CorruptPayload(reason, arq_job.job_id.encode("utf-8", "backslashreplace")))
+            return
         async with runtime.pool.acquire() as conn:
             owned = await store.cron.claim_tick(conn, definition.name, tick_at, arq_job.job_id)
         if not owned:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
+import arq.worker
 import pytest
 from arq.constants import job_key_prefix, retry_key_prefix
 
-from millrace import JobClient, Pool, store
-from tests.conftest import RunWorker
+from millrace import JobClient, Pool, payload, store
+from tests.conftest import RunWorker, sample_worker_settings
+from tests.processes import wait_for
 from tests.sample import app
 
 
@@ -57,3 +62,25 @@ async def test_a_finished_record_is_not_rewritten_by_a_later_drop(
     await make_due_now(client, enqueued.id)  # a stale queue entry for a job that already succeeded
     await run_worker()
     assert (await store.jobs.get_job(pool, enqueued.id)).status == "succeeded"
+
+
+async def test_a_cron_job_under_an_id_arq_never_writes_ends_dead(
+    client: JobClient, pool: Pool, database_url: str, redis_url: str
+) -> None:
+    bad_id = "cron:every_second:not-a-tick"
+    await client.redis.set(job_key_prefix + bad_id, payload.serialize_job("cron:every_second", [], 1))
+    await make_due_now(client, bad_id)
+    # crons keep a burst worker busy for ever: run one for a moment instead
+    worker = arq.worker.create_worker(
+        sample_worker_settings(redis_url, database_url, with_crons=True), handle_signals=False
+    )
+    running = asyncio.create_task(worker.main())
+    try:
+        await wait_for(lambda: store.jobs.find_job(pool, bad_id), timeout_s=10, what="the planted cron job's record")
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await worker.close()
+    job = await store.jobs.get_job(pool, bad_id)
+    assert (job.status, job.last_error_type) == ("dead", "CorruptPayload")
