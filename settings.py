@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     web_max_body_bytes: int = 64 * 1024
     # The status page and the API docs ask for user `operator` and the password this argon2 hash is of
     # (python -c "import argon2; print(argon2.PasswordHasher().hash('...'))"). Unset: nobody gets in.
+    # In .env, single-quote it: the hash is full of `$`, which `make run`'s shell would expand.
     operator_password_hash: SecretStr | None = None
 
     # Webhooks: several secrets per provider while a key rotates, e.g. {"stripe": ["whsec_new", "whsec_old"]}

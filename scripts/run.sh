@@ -12,8 +12,9 @@ export WEBHOOK_SECRETS="${WEBHOOK_SECRETS:-{\"stripe\": [\"whsec_demo_only\"]\}}
 
 # the status page and the API docs ask for the operator's password: a fresh one each run, unless .env sets a hash
 if [ -z "${OPERATOR_PASSWORD_HASH:-}" ]; then
-  OPERATOR_PASSWORD="$("$BIN/python" -c 'import secrets; print(secrets.token_urlsafe(12))')"
-  OPERATOR_PASSWORD_HASH="$("$BIN/python" -c 'import argon2, sys; print(argon2.PasswordHasher().hash(sys.argv[1]))' "$OPERATOR_PASSWORD")"
+  # one interpreter makes both, so the password never sits in a command line that `ps` shows
+  read -r OPERATOR_PASSWORD OPERATOR_PASSWORD_HASH < <("$BIN/python" -c \
+    'import argon2, secrets; p = secrets.token_urlsafe(12); print(p, argon2.PasswordHasher().hash(p))')
   export OPERATOR_PASSWORD_HASH
 fi
 

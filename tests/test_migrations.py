@@ -6,6 +6,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 
 import db
@@ -67,6 +68,28 @@ async def test_a_database_migrated_before_series_existed_migrates_forward_withou
     try:
         assert await conn.fetchval("SELECT name FROM users") == "Ada"
         assert await conn.fetchval("SELECT status FROM millrace_jobs WHERE id = 'j1'") == "dead"
+    finally:
+        await conn.close()
+
+
+async def test_emails_differing_only_by_case_stop_the_migration_that_makes_them_unique(
+    empty_database_url: str,
+) -> None:
+    """The migration names the clashing addresses and changes nothing; a person merges them first."""
+    conn = await store.pool.connect(empty_database_url)
+    try:
+        await store.migrate.apply_migrations(conn)  # the runtime's series only
+        for name, sql in [(name, sql) for name, sql in db.MIGRATIONS.files() if name < "0006"]:
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO millrace_schema_migrations (series, name) VALUES ('app', $1)", name)
+        await conn.execute("INSERT INTO users (email, name) VALUES ('Ada@example.com', 'A'), ('ada@EXAMPLE.com', 'B')")
+        with pytest.raises(
+            asyncpg.RaiseError, match=re.escape("differ only by the case of their email: ada@example.com;")
+        ):
+            await store.migrate.apply_migrations(conn, [db.MIGRATIONS])
+        assert await conn.fetchval("SELECT to_regclass('api_tokens')") is None
+        await conn.execute("DELETE FROM users WHERE name = 'B'")
+        assert "app/0006_api_tokens_and_email_case.sql" in await store.migrate.apply_migrations(conn, [db.MIGRATIONS])
     finally:
         await conn.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,7 +23,7 @@ from producers.emails import enqueue_admin_email, enqueue_password_reset_email, 
 from producers.integrations import enqueue_crm_sync
 from settings import Settings
 from web import notifications, webhooks
-from web.auth import CurrentUser, new_token, only_self, operator, operator_password_ok
+from web.auth import CurrentUser, new_token, only_self, operator, operator_login_ok
 from web.errors import Problem, answers, on_database_away, on_validation_error
 from web.fields import Email, Line, PathId
 from web.limits import BodySizeLimit
@@ -30,6 +31,9 @@ from web.state import AppState, state_of
 
 TRIAL = timedelta(days=14)
 _UNREACHABLE: tuple[type[BaseException], ...] = (RedisError, *TRANSIENT_ERRORS)
+# what any JSON body can earn besides a 422: 413 past the size limit, and 400 from FastAPI itself for
+# JSON it cannot read (nesting past Python's recursion limit, an integer of more than 4300 digits)
+_BODY = (400, 413)
 
 
 class SignupRequest(BaseModel):
@@ -42,6 +46,10 @@ class SignupResponse(BaseModel):
     #: shown once: the bearer token this user's own endpoints ask for
     api_token: str
     welcome_job_id: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
 
 
 class UserResponse(BaseModel):
@@ -75,20 +83,32 @@ def create_app(settings: Settings) -> FastAPI:
         default_bytes=settings.web_max_body_bytes,
         by_prefix={"/webhooks/": settings.webhook_max_body_bytes},
     )
-    app.add_api_route("/users", signup, methods=["POST"], status_code=201, responses=answers(409, 413))
+    app.add_api_route("/users", signup, methods=["POST"], status_code=201, responses=answers(409, *_BODY))
     app.add_api_route("/users/{user_id}", get_user, methods=["GET"], responses=answers(401, 403, 404))
     app.add_api_route(
-        "/password-resets", request_password_reset, methods=["POST"], status_code=202, responses=answers(413)
+        "/password-resets", request_password_reset, methods=["POST"], status_code=202, responses=answers(*_BODY)
     )
-    app.add_api_route("/healthz", healthz, methods=["GET"], responses={503: {"model": Problem}})
     app.add_api_route(
-        "/webhooks/{provider}", webhooks.receive_webhook, methods=["POST"], responses=answers(400, 404, 413)
+        "/healthz",
+        healthz,
+        methods=["GET"],
+        responses={
+            200: {"model": Health, "description": "PostgreSQL and Redis answer"},
+            503: {"model": Problem, "description": "PostgreSQL or Redis does not answer"},
+        },
+    )
+    app.add_api_route(
+        "/webhooks/{provider}",
+        webhooks.receive_webhook,
+        methods=["POST"],
+        responses=answers(400, 404, 413),
+        openapi_extra=webhooks.OPENAPI_BODY,
     )
     app.add_api_route(
         "/users/{user_id}/preferences",
         notifications.set_preferences,
         methods=["PUT"],
-        responses=answers(400, 401, 403, 404, 413),
+        responses=answers(401, 403, 404, *_BODY),
     )
     app.add_api_route(
         "/users/{user_id}/notifications",
@@ -97,7 +117,7 @@ def create_app(settings: Settings) -> FastAPI:
         responses=answers(401, 403),
     )
     app.add_api_route(
-        "/tasks", notifications.create_task, methods=["POST"], status_code=201, responses=answers(401, 403, 404, 413)
+        "/tasks", notifications.create_task, methods=["POST"], status_code=201, responses=answers(401, 403, 404, *_BODY)
     )
     operator_only = [Depends(operator)]
     app.add_api_route(
@@ -181,7 +201,7 @@ class OperatorOnly:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         authorization = dict(scope.get("headers", [])).get(b"authorization", b"").decode("latin-1")
-        if scope["type"] == "http" and not operator_password_ok(self._hash, authorization):
+        if scope["type"] == "http" and not await operator_login_ok(self._hash, authorization):
             refused = JSONResponse(
                 {"detail": "operator login needed"}, 401, headers={"WWW-Authenticate": 'Basic realm="operator"'}
             )

@@ -13,6 +13,7 @@ import hashlib
 import secrets
 from typing import Annotated
 
+import anyio.to_thread
 import argon2
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
@@ -74,9 +75,14 @@ def operator_password_ok(password_hash: str | None, authorization: str | None) -
         return False
 
 
+async def operator_login_ok(password_hash: str | None, authorization: str | None) -> bool:
+    """operator_password_ok off the event loop: argon2 spends tens of milliseconds of CPU by design."""
+    return await anyio.to_thread.run_sync(operator_password_ok, password_hash, authorization)
+
+
 async def operator(request: Request, _: Annotated[HTTPBasicCredentials | None, Depends(_basic)]) -> None:
     """401 unless the operator's password came with the request (and one is configured at all)."""
     configured = state_of(request).settings.operator_password_hash
     password_hash = None if configured is None else configured.get_secret_value()
-    if not operator_password_ok(password_hash, request.headers.get("authorization")):
+    if not await operator_login_ok(password_hash, request.headers.get("authorization")):
         raise HTTPException(401, "operator login needed", headers={"WWW-Authenticate": 'Basic realm="operator"'})

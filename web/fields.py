@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import httpx
 from fastapi import Path
 from pydantic import AfterValidator, Field, StringConstraints
 
@@ -25,6 +26,17 @@ def _one_line(text: str) -> str:
     return text
 
 
+def _web_url(text: str) -> str:
+    try:
+        url = httpx.URL(text)
+        host = url.host  # an IDNA host ("xn--") is decoded here, and can fail here, not when parsed
+    except (httpx.InvalidURL, ValueError):  # idna's errors are UnicodeErrors, hence ValueErrors
+        raise ValueError("not a URL") from None
+    if url.scheme not in ("http", "https") or not host:
+        raise ValueError("only an http(s) URL with a host is allowed")
+    return text
+
+
 #: any text a person typed: stored as given, minus surrounding spaces; never NUL or a lone surrogate
 Text = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_storable)]
 #: a name or a title: one line, not blank
@@ -38,6 +50,8 @@ Email = Annotated[
     ),
     AfterValidator(_storable),
 ]
+#: an http(s) URL a user gives us to call (whether its host is public is checked apart: it takes DNS)
+WebUrl = Annotated[Text, StringConstraints(max_length=500), AfterValidator(_web_url)]
 #: an id in a JSON body: a whole number PostgreSQL's bigint holds, never `true` or "7"
 BodyId = Annotated[int, Field(strict=True, ge=1, le=BIGINT_MAX)]
 #: an id in a path

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
 from fastapi import HTTPException, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 import db.notifications
 import db.tasks
@@ -14,15 +13,16 @@ from jobs.ssrf import UnsafeUrl, check_outbound_url
 from millrace import NotFound
 from producers.notifications import enqueue_notification
 from web.auth import CurrentUser, only_self
-from web.fields import BodyId, Line, PathId, Text
+from web.fields import BodyId, Line, PathId, WebUrl
 from web.state import state_of
 
 
 class PreferencesBody(BaseModel):
-    in_app: bool = True
-    slack: bool = False
-    sms: bool = False
-    slack_webhook_url: Annotated[Text, Field(max_length=500)] | None = None
+    # JSON's true and false only: "yes", 1 or "off" would be guesses at what the caller meant
+    in_app: StrictBool = True
+    slack: StrictBool = False
+    sms: StrictBool = False
+    slack_webhook_url: WebUrl | None = None
     phone: str | None = Field(default=None, pattern=r"^\+[1-9][0-9]{6,14}$")
 
 

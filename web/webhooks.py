@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
-from fastapi import HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi import Header, HTTPException, Request
 from pydantic import BaseModel, Field, ValidationError
 
 import db.webhooks
@@ -47,10 +47,27 @@ class EventEnvelope(BaseModel):
     data: dict[str, Any]
 
 
+class WebhookReceived(BaseModel):
+    received: bool
+    #: delivered before: acknowledged, not processed again
+    duplicate: bool
+
+
+#: the body is read raw (its exact bytes are signed), so FastAPI is told what it is only for the document
+OPENAPI_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": EventEnvelope.model_json_schema()}},
+    }
+}
+#: optional here, so that a missing one gets the same 400 as a forged one
+SignatureHeader = Annotated[str | None, Header(description='`t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>">`')]
+
+
 def parse_event(body: bytes) -> tuple[str, str, datetime, dict[str, Any]]:
     """The event's id, type, time and payload; 400 for anything PostgreSQL or the job could not take."""
     try:
-        event = json.loads(body, parse_constant=_refuse_constant)
+        event = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
         envelope = EventEnvelope.model_validate(event)
     except (ValueError, RecursionError, ValidationError):  # ValidationError is a ValueError too
         raise HTTPException(400, "malformed event") from None
@@ -63,7 +80,14 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-async def receive_webhook(provider: str, request: Request) -> JSONResponse:
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e400 reads as infinity, which no jsonb column takes
+        raise ValueError("a number out of range")
+    return number
+
+
+async def receive_webhook(provider: str, request: Request, stripe_signature: SignatureHeader = None) -> WebhookReceived:
     state = state_of(request)
     settings = state.settings
     secrets = [s.get_secret_value() for s in settings.webhook_secrets.get(provider, [])]
@@ -75,7 +99,7 @@ async def receive_webhook(provider: str, request: Request) -> JSONResponse:
         raise HTTPException(413, "webhook body too large") from None
     try:
         verify(
-            request.headers.get("stripe-signature"),
+            stripe_signature,
             body,
             secrets,
             now=time.time(),
@@ -92,4 +116,4 @@ async def receive_webhook(provider: str, request: Request) -> JSONResponse:
         if stored:
             await enqueue_webhook_processing(state.jobs, provider=provider, event_id=event_id, conn=conn)
     log.info("webhook_received", provider=provider, event_id=event_id, duplicate=not stored)
-    return JSONResponse({"received": True, "duplicate": not stored})
+    return WebhookReceived(received=True, duplicate=not stored)

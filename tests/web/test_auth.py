@@ -7,7 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.web.conftest import OPERATOR_PASSWORD
+from settings import Settings
+from tests.web.conftest import OPERATOR_PASSWORD, serving
 
 
 async def sign_up(http: httpx.AsyncClient, email: str) -> tuple[int, dict[str, str]]:
@@ -53,6 +54,17 @@ async def test_operator_pages_need_the_operator_password(http: httpx.AsyncClient
     assert (await http.get(path, auth=("operator", "wrong"))).status_code == 401
     assert (await http.get(path, auth=("admin", OPERATOR_PASSWORD))).status_code == 401
     assert (await http.get(path, auth=("operator", OPERATOR_PASSWORD))).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/status/", "/docs", "/openapi.json"])
+async def test_operator_pages_are_closed_without_a_configured_password(
+    database_url: str, redis_url: str, path: str
+) -> None:
+    settings = Settings(database_url=database_url, redis_url=redis_url, operator_password_hash=None)
+    async with serving(settings) as http:
+        assert (await http.get(path)).status_code == 401
+        assert (await http.get(path, auth=("operator", ""))).status_code == 401
+        assert (await http.get(path, auth=("operator", OPERATOR_PASSWORD))).status_code == 401
 
 
 async def test_the_token_is_never_stored_in_clear(http: httpx.AsyncClient, database_url: str) -> None:

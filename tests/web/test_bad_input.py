@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -70,6 +71,41 @@ async def test_a_body_over_the_limit_is_413(http: httpx.AsyncClient) -> None:
     assert response.status_code == 413
 
 
+async def test_a_streamed_body_over_the_limit_is_413(http: httpx.AsyncClient) -> None:
+    """No Content-Length to refuse early: the body is counted as it arrives."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"email": "a@example.com", "name": "'
+        for _ in range(100):
+            yield b"x" * 1000
+        yield b'"}'
+
+    response = await http.post("/users", content=chunks(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"title": "t", "assignee_id": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"title": "t", "assignee_id": ' + b"9" * 5000 + b"}",
+    ],
+    ids=["nested-past-the-recursion-limit", "integer-of-5000-digits"],
+)
+async def test_json_the_service_cannot_read_is_400(http: httpx.AsyncClient, body: bytes) -> None:
+    _, token = await sign_up(http)
+    response = await http.post("/tasks", content=body, headers={**token, "Content-Type": "application/json"})
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize("url", ["http://xn--/", "http://[::1", "ftp://example.com/", "http:///path", "", "not a url"])
+async def test_a_slack_url_that_is_not_an_http_url_is_422(http: httpx.AsyncClient, url: str) -> None:
+    user_id, token = await sign_up(http)
+    body = {"slack": True, "slack_webhook_url": url}
+    response = await http.put(f"/users/{user_id}/preferences", json=body, headers=token)
+    assert response.status_code == 422
+
+
 def signed(body: bytes) -> dict[str, str]:
     return {"Stripe-Signature": sign(body, WEBHOOK_SECRET, int(time.time())), "Content-Type": "application/json"}
 
@@ -94,6 +130,8 @@ VALID = {"id": "evt_1", "type": "invoice.paid", "created": 1_700_000_000, "data"
         json.dumps({**VALID, "created": "1700000000"}).encode(),
         b'{"id": "evt_1", "type": "t", "created": Infinity, "data": {}}',
         b'{"id": "evt_1", "type": "t", "created": NaN, "data": {}}',
+        b'{"id": "evt_1", "type": "t", "created": 1, "data": {"amount": 1e400}}',  # reads as infinity
+        b'{"id": "evt_1", "type": "t", "created": 1, "data": {"amount": -1e400}}',
         json.dumps({**VALID, "id": "evt\x00"}).encode(),
         json.dumps({**VALID, "data": {"object": {"name": "\ud800"}}}).encode(),
         json.dumps({**VALID, "data": {"object": {"x": "a\x00b"}}}).encode(),
