@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import asyncpg
+
 from millrace import Executor, NotFound
 
 
@@ -55,15 +57,18 @@ async def set_preferences(conn: Executor, preferences: Preferences) -> None:
 
 
 async def insert_notification(conn: Executor, *, user_id: int, event_key: str, title: str, body: str) -> bool:
-    """False when this event already notified this user: a second run adds nothing."""
-    inserted = await conn.fetchval(
-        """INSERT INTO notifications (user_id, event_key, title, body) VALUES ($1, $2, $3, $4)
-           ON CONFLICT DO NOTHING RETURNING true""",
-        user_id,
-        event_key,
-        title,
-        body,
-    )
+    """False when this event already notified this user: a second run adds nothing; NotFound without the user."""
+    try:
+        inserted = await conn.fetchval(
+            """INSERT INTO notifications (user_id, event_key, title, body) VALUES ($1, $2, $3, $4)
+               ON CONFLICT DO NOTHING RETURNING true""",
+            user_id,
+            event_key,
+            title,
+            body,
+        )
+    except asyncpg.ForeignKeyViolationError:
+        raise NotFound("user", user_id) from None
     return bool(inserted)
 
 

@@ -152,21 +152,35 @@ async def _summary_lines(ctx: JobContext[Services], user_id: int) -> list[str]:
     return [f"{unread} unread notification(s)"]
 
 
-def render_email(services: Services, template: str, *, to: str, context: dict[str, Any]) -> EmailMessage:
-    """The message, or GiveUp when the data cannot make one (a header that would not be valid)."""
+def render_email(
+    services: Services, template: str, *, to: str, context: dict[str, Any], attachments: Sequence[Attachment] = ()
+) -> EmailMessage:
+    """The message, or GiveUp when the data cannot make one (a header value the email package refuses)."""
     env = services.templates
     # a subject is one line: a user's name with a line break in it must not start a new header
     subject = " ".join(env.get_template(f"emails/{template}.subject").render(context).split())
-    message = EmailMessage()
+    text = env.get_template(f"emails/{template}.txt").render(context)
+    html = env.get_template(f"emails/{template}.html").render(context)
     try:
-        message["Subject"] = subject
-        message["From"] = services.settings.email_from
-        message["To"] = to
-    except ValueError as error:  # the email package refuses CR/LF and other invalid header values
-        raise GiveUp(f"cannot address this email: {error}") from None
+        return _message(subject, services.settings.email_from, to, text, html, attachments)
+    except ValueError as error:  # CR/LF in an address or an attachment's name: the same on every attempt
+        raise GiveUp(f"cannot build this email: {error}") from None
+
+
+def _message(
+    subject: str, sender: str, to: str, text: str, html: str, attachments: Sequence[Attachment]
+) -> EmailMessage:
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["From"] = sender
+    message["To"] = to
     message["Message-ID"] = make_msgid(domain="millrace.local")
-    message.set_content(env.get_template(f"emails/{template}.txt").render(context))
-    message.add_alternative(env.get_template(f"emails/{template}.html").render(context), subtype="html")
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    for attachment in attachments:
+        message.add_attachment(
+            attachment.content, maintype=attachment.maintype, subtype=attachment.subtype, filename=attachment.filename
+        )
     return message
 
 
@@ -180,11 +194,7 @@ async def send_once(
     attachments: Sequence[Attachment] = (),
 ) -> None:
     """Send unless this (template, recipient, key) was sent before; a concurrent run waits, then skips."""
-    message = render_email(ctx.services, template, to=to, context=context)
-    for attachment in attachments:
-        message.add_attachment(
-            attachment.content, maintype=attachment.maintype, subtype=attachment.subtype, filename=attachment.filename
-        )
+    message = render_email(ctx.services, template, to=to, context=context, attachments=attachments)
     guard = {"template": template, "recipient": to, "idempotency_key": key}
     async with ctx.services.db.acquire() as conn, conn.transaction():
         if not await db.emails.lock_unsent(conn, **guard, job_id=ctx.job_id):

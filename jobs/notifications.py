@@ -53,6 +53,8 @@ async def deliver_slack_notification(ctx: JobContext[Services], args: Notificati
     response = await ctx.services.user_http.post(
         parse_user_url(preferences.slack_webhook_url), json={"text": f"*{args.title}*\n{args.body}"}
     )
+    if response.is_redirect:  # never followed (it could point inside), so nothing was delivered
+        raise GiveUp(f"the Slack webhook answered {response.status_code}: redirects are not followed")
     check_response(response, "Slack")
 
 

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 import db.billing
 import db.webhooks
 from db.webhooks import WebhookEvent
 from jobs.policies import retrying
 from jobs.services import Services
-from millrace import Connection, GiveUp, JobContext, exponential, job
+from millrace import Connection, JobContext, exponential, job
 from producers.emails import enqueue_admin_email, enqueue_receipt_email
+from producers.fields import BIGINT_MAX
 from producers.payments import PROCESS_WEBHOOK_EVENT, WebhookEventArgs
 
 log = structlog.get_logger(__name__)
@@ -45,19 +46,35 @@ async def process_webhook_event(ctx: JobContext[Services], args: WebhookEventArg
     log.info("webhook_event_processed", event_type=event.event_type, event_id=event.event_id)
 
 
+class EventData(BaseModel):
+    obj: dict[str, Any] = Field(alias="object")
+
+
+class EventPayload(BaseModel):
+    """The envelope around the object; a payload of another shape is refused like a bad object."""
+
+    data: EventData
+
+
 def _object_of(event: WebhookEvent) -> dict[str, Any]:
-    obj = event.payload.get("data", {}).get("object")
-    if not isinstance(obj, dict):
-        raise GiveUp(f"event {event.event_id} has no data.object")
-    return obj
+    return EventPayload.model_validate(event.payload).data.obj
 
 
-BIGINT_MAX = 2**63 - 1
+def _whole_number(value: object) -> object:
+    # pydantic's int takes True as 1 and 1e30 as 10**30: neither is an id, an amount or a time the provider sent
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ValueError("must be an integer, or its digits in a string")
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
 
 
 class Metadata(BaseModel):
     #: the provider keeps metadata values as strings: "42" reads as 42, anything else is refused
-    user_id: int = Field(ge=1, le=BIGINT_MAX)
+    user_id: Annotated[WholeNumber, Field(ge=1, le=BIGINT_MAX)]
 
 
 class EventObject(BaseModel):
@@ -68,10 +85,11 @@ class EventObject(BaseModel):
 
 
 class InvoiceObject(EventObject):
-    id: str = Field(min_length=1, max_length=255)
-    amount_due: int = Field(ge=0, le=10**12)
+    #: printable ASCII, no spaces: it names the receipt's PDF in an email header and keys the sent-email guard
+    id: str = Field(pattern=r"^[\x21-\x7e]{1,255}$")
+    amount_due: WholeNumber = Field(ge=0, le=10**12)
     currency: str = Field(pattern=r"^[A-Za-z]{3}$")
-    created: int = Field(ge=0, le=4_102_444_800)  # no later than 2100: a timestamp, not a typo
+    created: WholeNumber = Field(ge=0, le=4_102_444_800)  # no later than 2100: a timestamp, not a typo
 
 
 def _user_id(obj: dict[str, Any]) -> int:

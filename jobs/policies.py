@@ -5,11 +5,18 @@ from __future__ import annotations
 import jinja2
 import pydantic
 
-from millrace import Backoff, NotFound, RetryPolicy
+from millrace import Backoff, InvalidJobArguments, NotFound, RetryPolicy
 
 #: errors that come from the data (a missing row, a value out of range, a template that cannot render
-#: it): the same input fails the same way on every attempt, so a job gives up at once with the reason
-DATA_ERRORS: tuple[type[BaseException], ...] = (NotFound, pydantic.ValidationError, jinja2.TemplateError)
+#: it, a follow-up job's arguments the data cannot fill): the same input fails the same way on every
+#: attempt, so a job gives up at once with the reason. Header values the email package refuses and
+#: unsafe webhook URLs are GiveUp where they are found (jobs/emails.py, jobs/ssrf.py).
+DATA_ERRORS: tuple[type[BaseException], ...] = (
+    NotFound,
+    pydantic.ValidationError,
+    InvalidJobArguments,
+    jinja2.TemplateError,
+)
 
 
 def retrying(attempts: int, backoff: Backoff) -> RetryPolicy:

@@ -5,20 +5,19 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import Field
-
 from millrace import Connection, EnqueuedJob, JobArgs, JobClient, JobRef
+from producers.fields import RowId
 from queues import EMAILS
 
 AdminEventKind = Literal["new_user", "subscription_started", "payment_failed", "subscription_canceled"]
 
 
 class WelcomeEmailArgs(JobArgs):
-    user_id: int = Field(gt=0)
+    user_id: RowId
 
 
 class PasswordResetEmailArgs(JobArgs):
-    user_id: int = Field(gt=0)
+    user_id: RowId
     reset_id: str
 
 
@@ -27,13 +26,13 @@ class ReceiptEmailArgs(JobArgs):
 
 
 class SummaryEmailArgs(JobArgs):
-    user_id: int = Field(gt=0)
+    user_id: RowId
     #: the first day of the period (the day itself for a daily summary, the Monday for a weekly one)
     period_start: dt.date
 
 
 class TrialExpiredEmailArgs(JobArgs):
-    user_id: int = Field(gt=0)
+    user_id: RowId
 
 
 class InvoiceReminderEmailArgs(JobArgs):
@@ -43,7 +42,7 @@ class InvoiceReminderEmailArgs(JobArgs):
 
 class AdminEmailArgs(JobArgs):
     kind: AdminEventKind
-    user_id: int = Field(gt=0)
+    user_id: RowId
     #: what makes the email unique: a signup's user id, a payment event's id
     event_key: str
 

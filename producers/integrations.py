@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from millrace import Connection, EnqueuedJob, JobArgs, JobClient, JobRef
+from producers.fields import RowId
 from queues import INTEGRATIONS
 
 
 class CrmContactArgs(JobArgs):
-    user_id: int = Field(gt=0)
+    user_id: RowId
 
 
 SYNC_CRM_CONTACT = JobRef("sync_crm_contact", INTEGRATIONS, CrmContactArgs)

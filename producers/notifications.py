@@ -5,11 +5,12 @@ from __future__ import annotations
 from pydantic import Field
 
 from millrace import Connection, EnqueuedJob, JobArgs, JobClient, JobRef
+from producers.fields import RowId
 from queues import NOTIFICATIONS
 
 
 class NotificationArgs(JobArgs):
-    user_id: int = Field(gt=0)
+    user_id: RowId
     #: what makes the notification unique, e.g. "task:42:assigned": a second run notifies no one twice
     event_key: str = Field(min_length=1, max_length=200)
     title: str = Field(max_length=200)

@@ -87,21 +87,99 @@ async def test_every_address_that_is_not_globally_routable_is_refused(address: s
         await check_outbound_url(f"http://{address}/hook")
 
 
-@settings(max_examples=500, deadline=None)
-@given(st.ip_addresses(v=4))
-def test_an_ipv4_address_is_public_exactly_when_it_is_globally_routable(address: ipaddress.IPv4Address) -> None:
-    assert is_public(address) == address.is_global
+# The oracle: the IANA special-purpose registries' ranges that are not globally reachable, written out
+# here rather than read from `ipaddress`, whose tables vary with the Python release (3.11.7's predate 2024).
+NOT_GLOBAL_V4 = [
+    ipaddress.IPv4Network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",  # shared address space: a cloud's metadata service lives at 100.100.100.200
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/4",  # multicast: no TCP connection goes there
+        "240.0.0.0/4",  # reserved, and 255.255.255.255
+    )
+]
+NOT_GLOBAL_V6 = [
+    ipaddress.IPv6Network(n)
+    for n in (
+        "::/96",  # ::, ::1 and the deprecated IPv4-compatible ::a.b.c.d
+        "64:ff9b:1::/48",
+        "100::/64",
+        "2001::/32",
+        "2001:2::/48",
+        "2001:10::/28",
+        "2001:db8::/32",
+        "3fff::/20",
+        "5f00::/16",
+        "fc00::/7",
+        "fe80::/10",
+        "fec0::/10",
+        "ff00::/8",
+    )
+]
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.ip_addresses(v=4).filter(lambda a: not a.is_global))
-def test_a_private_ipv4_address_wrapped_in_ipv6_is_never_public(inner: ipaddress.IPv4Address) -> None:
-    for wrapped in (
+def wrapped(inner: ipaddress.IPv4Address) -> list[ipaddress.IPv6Address]:
+    """`inner` as IPv6 reaches it: mapped, 6to4, NAT64 (well-known prefix) and Teredo (client obfuscated)."""
+    return [
         ipaddress.IPv6Address(f"::ffff:{inner}"),
         ipaddress.IPv6Address((0x2002 << 112) | (int(inner) << 80)),
         ipaddress.IPv6Address((0x64FF9B << 96) | int(inner)),
-    ):
-        assert not is_public(wrapped), wrapped
+        ipaddress.IPv6Address((0x20010000 << 96) | (int(inner) << 64) | (~int(inner) & 0xFFFFFFFF)),
+    ]
+
+
+def in_any(address: ipaddress.IPv4Address | ipaddress.IPv6Address, networks: list[Any]) -> bool:
+    return any(address in network for network in networks)
+
+
+ipv4_anywhere = st.one_of(
+    st.ip_addresses(v=4), st.sampled_from(NOT_GLOBAL_V4).flatmap(lambda n: st.ip_addresses(network=n))
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(ipv4_anywhere)
+def test_an_ipv4_address_is_public_exactly_when_it_is_globally_reachable(address: ipaddress.IPv4Address) -> None:
+    assert is_public(address) == (not in_any(address, NOT_GLOBAL_V4))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(NOT_GLOBAL_V6).flatmap(lambda n: st.ip_addresses(network=n)))
+def test_no_ipv6_address_of_a_range_that_is_not_globally_reachable_is_public(address: ipaddress.IPv6Address) -> None:
+    assert not is_public(address)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.ip_addresses())
+def test_nothing_python_calls_not_global_is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+    assert address.is_global or not is_public(address)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.ip_addresses(network="2400::/6"))
+def test_global_unicast_ipv6_is_public(address: ipaddress.IPv6Address) -> None:
+    """2400::/6 is allocated to the regional registries whole: nothing special lives there."""
+    assert is_public(address)
+
+
+@settings(max_examples=500, deadline=None)
+@given(ipv4_anywhere)
+def test_ipv4_wrapped_in_ipv6_is_public_exactly_when_the_ipv4_address_is(inner: ipaddress.IPv4Address) -> None:
+    """Mapped, 6to4 and NAT64 reach the IPv4 address inside; Teredo (2001::/32) is never public."""
+    mapped, sixtofour, nat64, teredo = wrapped(inner)
+    assert [is_public(mapped), is_public(sixtofour), is_public(nat64)] == [is_public(inner)] * 3
+    assert not is_public(teredo)
+    assert not is_public(ipaddress.IPv6Address(int(inner)))  # IPv4-compatible ::a.b.c.d, deprecated
 
 
 class RecordingBackend(httpcore.AsyncNetworkBackend):
