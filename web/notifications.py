@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import structlog
 from fastapi import HTTPException, Request
 from pydantic import BaseModel, Field, StrictBool
 
@@ -15,6 +16,8 @@ from producers.notifications import enqueue_notification
 from web.auth import CurrentUser, only_self
 from web.fields import BodyId, Line, PathId, WebUrl
 from web.state import state_of
+
+log = structlog.get_logger(__name__)
 
 
 class PreferencesBody(BaseModel):
@@ -53,7 +56,9 @@ async def set_preferences(
         try:  # refused when saved, so the user hears of it; checked again at each delivery
             await check_outbound_url(body.slack_webhook_url, allowed_hosts=state.settings.outbound_allowed_hosts)
         except UnsafeUrl as error:
-            raise HTTPException(400, str(error)[:300]) from None
+            # the reason stays in our log: it names the address the host resolves to, an internal one perhaps
+            log.info("slack_url_refused", reason=str(error))
+            raise HTTPException(400, "this Slack URL is not a public address, or not one we can reach") from None
     preferences = db.notifications.Preferences(user_id=user_id, **body.model_dump())
     try:
         await db.notifications.set_preferences(state.pool, preferences)
