@@ -7,7 +7,7 @@ its own migration series (`MigrationSeries`). Everything else in the package is 
 """
 
 from millrace import cli, maintenance, status
-from millrace.cli import Application, ExtraCommand
+from millrace.cli import Application
 from millrace.client import DeadRetried, EnqueuedJob, JobClient
 from millrace.context import JobContext
 from millrace.declare import (
@@ -34,6 +34,7 @@ from millrace.errors import (
 )
 from millrace.logs import LogFormat, configure_logging
 from millrace.maintenance import PruneJobRecordsArgs
+from millrace.outages import OUTAGES
 from millrace.queues import Queue
 from millrace.records import ALL_STATUSES, PENDING_STATUSES, AttemptRecord, JobRecord, JobStatus, Outcome
 from millrace.retry import NO_RETRY, Backoff, RetryPolicy, exponential, fixed
@@ -45,6 +46,7 @@ from millrace.worker import ServicesFactory, WorkerConfig, worker_settings
 __all__ = [
     "ALL_STATUSES",
     "NO_RETRY",
+    "OUTAGES",
     "PENDING_STATUSES",
     "TRANSIENT_ERRORS",
     "AlreadyExists",
@@ -58,7 +60,6 @@ __all__ = [
     "DeadRetried",
     "EnqueuedJob",
     "Executor",
-    "ExtraCommand",
     "GiveUp",
     "InvalidJobArguments",
     "JobArgs",

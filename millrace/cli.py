@@ -17,20 +17,17 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from redis.exceptions import RedisError
-
 from millrace import store
 from millrace.client import MAX_DELAY, JobClient
 from millrace.declare import JobRef
 from millrace.errors import InvalidJobArguments, NotFound
+from millrace.outages import OUTAGES
 from millrace.records import ALL_STATUSES, JobRecord
 from millrace.store.migrate import MigrationSeries
-from millrace.store.pool import TRANSIENT_ERRORS
 from millrace.text import unstorable_text
 
 MAX_LIMIT = 100_000
 N = TypeVar("N", int, float)
-_UNREACHABLE: tuple[type[BaseException], ...] = (RedisError, *TRANSIENT_ERRORS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,16 +43,6 @@ class Application:
 
 
 Command = Callable[[Application, argparse.Namespace], Coroutine[Any, Any, int]]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ExtraCommand:
-    """A command of the application's own, beside the runtime's (a seed script, a data export)."""
-
-    name: str
-    help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Command
 
 
 class BadInput(Exception):
@@ -219,7 +206,7 @@ limit = bounded(int, 1, MAX_LIMIT, "a whole number")
 delay = bounded(float, 0.0, MAX_DELAY.total_seconds(), "a number of seconds")
 
 
-def build_parser(extra: Sequence[ExtraCommand] = (), prog: str = "millrace") -> argparse.ArgumentParser:
+def build_parser(prog: str = "millrace") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Millrace: queues, job records and dead letters.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(run=cmd_migrate)
@@ -234,10 +221,6 @@ def build_parser(extra: Sequence[ExtraCommand] = (), prog: str = "millrace") -> 
     enqueue.add_argument("--delay", type=delay, help="seconds before it may run")
     enqueue.add_argument("--key", type=text, help="job key: while a job with this key is pending, no second one")
     enqueue.set_defaults(run=cmd_enqueue)
-    for command in extra:
-        own = sub.add_parser(command.name, help=command.help)
-        command.add_arguments(own)
-        own.set_defaults(run=command.run)
     return parser
 
 
@@ -276,18 +259,17 @@ def run(
     argv: Sequence[str] | None,
     application: Callable[[], Application],
     *,
-    extra: Sequence[ExtraCommand] = (),
     prog: str = "millrace",
 ) -> int:
     """Parse `argv` and run the command; `application` is called only once the arguments are good."""
-    args = build_parser(extra, prog).parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     command: Command = args.run
     try:
         return asyncio.run(command(application(), args))
     except (BadInput, InvalidJobArguments, ValueError) as error:
         print(f"{prog}: {error}", file=sys.stderr)
         return 2
-    except _UNREACHABLE as error:
+    except OUTAGES as error:
         # the error's type and message only: a DSN with its password must not reach the terminal's scrollback
         print(f"{prog}: cannot reach PostgreSQL or Redis ({type(error).__name__}: {error})", file=sys.stderr)
         return 1

@@ -21,15 +21,14 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix
-from redis.exceptions import RedisError
 
 from millrace import dispatch, payload, store
+from millrace.outages import OUTAGES
 from millrace.records import OutboxEntry
-from millrace.store.pool import TRANSIENT_ERRORS, Pool
+from millrace.store.pool import Pool
 
 log = structlog.get_logger(__name__)
 
-_OUTAGES: tuple[type[BaseException], ...] = (RedisError, *TRANSIENT_ERRORS)
 _PAGE = 1000
 
 
@@ -103,7 +102,7 @@ class Reconciler:
         while True:
             try:
                 await self.run_once()
-            except _OUTAGES as error:  # Redis or PostgreSQL away: the next pass tries again
+            except OUTAGES as error:  # Redis or PostgreSQL away: the next pass tries again
                 log.warning("reconciliation_failed", queue=self._queue, error=repr(error))
             # jittered, so that the workers of a queue do not all wake at once
             await asyncio.sleep(self._interval_s * random.uniform(0.8, 1.2))

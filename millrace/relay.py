@@ -16,15 +16,12 @@ from typing import Any
 import asyncpg
 import structlog
 from arq.connections import ArqRedis
-from redis.exceptions import RedisError
 
 from millrace import dispatch, store
+from millrace.outages import OUTAGES
 from millrace.store.pool import TRANSIENT_ERRORS, Connection, Pool
 
 log = structlog.get_logger(__name__)
-
-# Redis or PostgreSQL away: the rows stay in the outbox until both answer again
-_OUTAGES: tuple[type[BaseException], ...] = (RedisError, *TRANSIENT_ERRORS)
 
 
 async def deliver_batch(pool: Pool, redis: ArqRedis, queues: Sequence[str] | None, limit: int = 500) -> int:
@@ -70,7 +67,7 @@ class OutboxRelay:
         """One delivery round now; an outage only postpones it to the running relay's next sweep."""
         try:
             self.delivered += await deliver_all(self._pool, self._redis, self._queues)
-        except _OUTAGES as error:
+        except OUTAGES as error:
             log.warning("outbox_backlog_not_delivered", error=repr(error))
 
     async def close(self) -> None:
@@ -87,7 +84,7 @@ class OutboxRelay:
             try:
                 self.delivered += await deliver_all(self._pool, self._redis, self._queues)
                 failures = 0
-            except _OUTAGES as error:
+            except OUTAGES as error:
                 failures += 1
                 log.warning("outbox_delivery_failed", error=repr(error), consecutive_failures=failures)
             with contextlib.suppress(TimeoutError):

@@ -12,13 +12,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
-from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import db.billing
 import db.users
 import millrace
-from millrace import TRANSIENT_ERRORS, AlreadyExists, JobClient, NotFound, configure_logging
+from millrace import OUTAGES, TRANSIENT_ERRORS, AlreadyExists, JobClient, NotFound, configure_logging
 from producers.emails import enqueue_admin_email, enqueue_password_reset_email, enqueue_welcome_email
 from producers.integrations import enqueue_crm_sync
 from settings import Settings
@@ -30,7 +29,6 @@ from web.limits import BodySizeLimit
 from web.state import AppState, state_of
 
 TRIAL = timedelta(days=14)
-_UNREACHABLE: tuple[type[BaseException], ...] = (RedisError, *TRANSIENT_ERRORS)
 # what any JSON body can earn besides a 422: 413 past the size limit, and 400 from FastAPI itself for
 # JSON it cannot read (nesting past Python's recursion limit, an integer of more than 4300 digits)
 _BODY = (400, 413)
@@ -178,7 +176,7 @@ async def healthz(request: Request) -> JSONResponse:
         async with state.pool.acquire() as conn:
             await conn.fetchval("SELECT 1")
         await state.jobs.redis.ping()
-    except _UNREACHABLE as error:
+    except OUTAGES as error:
         return JSONResponse({"detail": f"unhealthy: {type(error).__name__}"}, 503, headers={"Retry-After": "5"})
     return JSONResponse({"status": "ok"})
 
