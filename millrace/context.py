@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from millrace.errors import LeaseLost
+from millrace.store import attempts
+from millrace.store.pool import Connection
+
 if TYPE_CHECKING:
     from millrace.client import JobClient
 
@@ -26,7 +30,20 @@ class JobContext(Generic[S]):
     #: for a cron function, the tick this run belongs to; None for ordinary jobs
     tick_at: datetime | None
     worker: str
+    #: the fencing token of this attempt: it holds the job while the record carries it
+    lease: int
     #: the worker's own client, for follow-up jobs (enqueue them in the job's transaction with `conn=`)
     jobs: JobClient
     #: the application's resources (pools, clients, templates), built once per worker process
     services: S
+
+    async def hold_lease(self, conn: Connection) -> None:
+        """Call inside the transaction that makes a guarded side effect, before making it.
+
+        Raises LeaseLost if this attempt no longer holds the job (its worker was cut off or frozen and
+        the job went to another worker); otherwise the job stays with this attempt until the
+        transaction ends. Together with the effect's own idempotency check in the same transaction,
+        the effect happens once, whichever copy of the job gets there.
+        """
+        if not await attempts.hold_lease(conn, self.job_id, self.lease):
+            raise LeaseLost(self.job_id, self.lease)

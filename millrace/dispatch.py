@@ -115,3 +115,48 @@ async def remove_unstarted(redis: ArqRedis, redis_job_id: str, queue: str) -> bo
     script = redis.register_script(_REMOVE_LUA)
     keys = [in_progress_key_prefix + redis_job_id, job_key_prefix + redis_job_id, redis_queue_key(queue)]
     return bool(await script(keys=keys, args=[redis_job_id]))
+
+
+# A job whose worker died: free it from that worker's in-progress mark so that any worker takes it now,
+# and put it back if Redis lost it meanwhile (the same rule as _ENQUEUE_LUA: never over a result).
+_HAND_ON_LUA = """
+local handed = 0
+for i = 0, (#KEYS / 4) - 1 do
+  local in_progress_key, job_key, result_key, queue_key = KEYS[i * 4 + 1], KEYS[i * 4 + 2], KEYS[i * 4 + 3],
+    KEYS[i * 4 + 4]
+  redis.call('DEL', in_progress_key)
+  if redis.call('EXISTS', job_key) == 1 then
+    redis.call('ZADD', queue_key, 'NX', ARGV[i * 4 + 3], ARGV[i * 4 + 1])
+    handed = handed + 1
+  elseif ARGV[i * 4 + 2] ~= '' and redis.call('EXISTS', result_key) == 0 then
+    redis.call('PSETEX', job_key, ARGV[i * 4 + 4], ARGV[i * 4 + 2])
+    redis.call('ZADD', queue_key, ARGV[i * 4 + 3], ARGV[i * 4 + 1])
+    handed = handed + 1
+  end
+end
+return handed
+"""
+
+
+async def hand_on(redis: ArqRedis, entries: Sequence[OutboxEntry]) -> int:
+    """Make reaped jobs runnable by any worker at once; returns how many are waiting in Redis now.
+
+    A cron run is only freed, never rebuilt: arq's scheduler wrote its payload, and its tick comes round.
+    """
+    handed = 0
+    for start in range(0, len(entries), _BATCH):
+        keys: list[str] = []
+        argv: list[str | bytes | int] = []
+        for entry in entries[start : start + _BATCH]:
+            job = for_entry(entry)
+            keys += [
+                in_progress_key_prefix + job.redis_job_id,
+                job_key_prefix + job.redis_job_id,
+                result_key_prefix + job.redis_job_id,
+                redis_queue_key(job.queue),
+            ]
+            rebuilt = b"" if entry.job_id.startswith(payload.CRON_ID_PREFIX) else job.payload
+            argv += [job.redis_job_id, rebuilt, job.score_ms, job.expires_ms]
+        script = redis.register_script(_HAND_ON_LUA)
+        handed += int(await script(keys=keys, args=argv))
+    return handed

@@ -1,10 +1,11 @@
-"""Jobs arq finishes without running Millrace's wrapper: their records end dead, with arq's reason.
+"""Jobs arq finishes without running Millrace's wrapper: put back from PostgreSQL, or dead with arq's reason.
 
-arq gives up on a job before calling it when its payload is gone from Redis ("job expired"), when it
-was aborted, or when it has been tried too often; it then stores a failed result, and that is all.
-Without this, the job's record would stay pending for ever with nothing behind it. arq serializes
-that failed result with the worker's job serializer, which is where we hear of it: the serializer
-notes the job, and a task writes its record.
+arq gives up on a job before calling it when its payload is gone from Redis ("job expired": evicted,
+lost), when it was aborted, or when it has been tried too often; it then stores a failed result, and
+that is all. arq serializes that failed result with the worker's job serializer, which is where we
+hear of it: the serializer notes the job, and a task settles its record. A payload Redis lost is no
+reason to lose a job whose record PostgreSQL keeps: it is pushed again from the record. Anything else
+ends the record dead, with arq's reason, rather than pending for ever with nothing behind it.
 
 A result that arq stores after Millrace's wrapper ran is a success (the wrapper returns normally for
 dead jobs too), so a failed result always means the wrapper did not have its say.
@@ -17,11 +18,20 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
+from arq.connections import ArqRedis
+from arq.constants import result_key_prefix
 
-from millrace import payload, store
-from millrace.store.pool import TRANSIENT_ERRORS, Pool
+from millrace import dispatch, payload, store
+from millrace.outages import OUTAGES
+from millrace.queues import redis_queue_key
+from millrace.store.pool import Pool
 
 log = structlog.get_logger(__name__)
+
+#: how arq says that a job's payload was not in Redis when its turn came
+_PAYLOAD_LOST = "job expired"
+#: how many times (50 ms apart) to look whether arq has finished with a dropped job's id
+_ARQ_FINISH_POLLS = 100
 
 
 class DroppedJobs:
@@ -30,17 +40,19 @@ class DroppedJobs:
     def __init__(self, queue: str) -> None:
         self._queue = queue
         self._pool: Pool | None = None
+        self._redis: ArqRedis | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def attach(self, pool: Pool) -> None:
+    def attach(self, pool: Pool, redis: ArqRedis) -> None:
         self._pool = pool
+        self._redis = redis
 
     def serializer(self) -> Callable[[Any], bytes]:
         """arq's job serializer for this worker: JSON, noting every failed result on its way."""
 
         def dumps(data: Any) -> bytes:
             if isinstance(data, dict) and data.get("s") is False and "id" in data:
-                self._note(str(data["id"]), data.get("t"), str(data.get("f")), repr(data.get("r")))
+                self._note(str(data["id"]), str(data.get("f")), repr(data.get("r")))
             return payload.dumps(data)
 
         return dumps
@@ -50,36 +62,51 @@ class DroppedJobs:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _note(self, arq_job_id: str, job_try: Any, function: str, reason: str) -> None:
+    def _note(self, arq_job_id: str, function: str, reason: str) -> None:
         record_id = payload.record_id_of(arq_job_id)
-        attempt_base = payload.attempt_base_of(arq_job_id)
-        run_attempt = job_try if isinstance(job_try, int) and not isinstance(job_try, bool) and job_try > 0 else 1
         log.error("job_dropped_by_arq", job_id=record_id, function=function, reason=reason)
-        task = asyncio.get_running_loop().create_task(
-            self._write(record_id, attempt_base + run_attempt, attempt_base, function, reason)
-        )
+        task = asyncio.get_running_loop().create_task(self._settle(arq_job_id, record_id, function, reason))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _write(self, record_id: str, attempt: int, attempt_base: int, function: str, reason: str) -> None:
-        if self._pool is None:
+    async def _settle(self, arq_job_id: str, record_id: str, function: str, reason: str) -> None:
+        if self._pool is None or self._redis is None:
             log.error("job_dropped_record_not_written", job_id=record_id, reason="worker not started")
             return
         delay_s = 0.1
         while True:
             try:
+                if _PAYLOAD_LOST in reason and await self._push_again(arq_job_id, record_id):
+                    return
                 async with self._pool.acquire() as conn:
                     await store.jobs.mark_dropped(
                         conn,
                         job_id=record_id,
-                        attempt=attempt,
-                        attempt_base=attempt_base,
                         queue=self._queue,
                         function=function,
                         reason=f"arq dropped the job before it ran: {reason}",
                     )
                 return
-            except TRANSIENT_ERRORS as error:  # PostgreSQL away: the record waits, bounded only by shutdown
+            except OUTAGES as error:  # Redis or PostgreSQL away: the record waits, bounded only by shutdown
                 log.warning("job_dropped_record_write_failed", job_id=record_id, error=repr(error))
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, 5.0)
+
+    async def _push_again(self, arq_job_id: str, record_id: str) -> bool:
+        """True when the record is pending and its job is back in Redis."""
+        assert self._pool is not None
+        assert self._redis is not None
+        async with self._pool.acquire() as conn:
+            pending = await store.jobs.list_still_pending(conn, [record_id])
+        if not pending:
+            return False
+        # arq is about to take the id out of its queue and store its failed result under it, which would
+        # erase a job pushed now and refuse one pushed later: wait for that, then drop the failed result
+        for _ in range(_ARQ_FINISH_POLLS):
+            if await self._redis.zscore(redis_queue_key(self._queue), arq_job_id) is None:
+                break
+            await asyncio.sleep(0.05)
+        await self._redis.delete(result_key_prefix + arq_job_id)
+        await dispatch.push(self._redis, [dispatch.for_entry(e) for e in pending])
+        log.warning("job_restored_to_redis", job_id=record_id, reason="arq found its payload gone")
+        return True

@@ -56,11 +56,13 @@ class JobTimedOut(MillraceError):
 
 
 class AttemptsExhausted(MillraceError):
-    """Earlier attempts were lost (their worker died) and used up the budget."""
+    """Earlier attempts were lost (their worker died, or was ended by the watchdog) and used up the budget."""
 
     def __init__(self, attempts: int) -> None:
         self.attempts = attempts
-        super().__init__(f"all {attempts} attempts were used by runs that never finished (worker died?)")
+        super().__init__(
+            f"all {attempts} attempts were used by runs that never finished (their worker died or was ended)"
+        )
 
 
 class RetryAfter(Exception):
@@ -76,3 +78,16 @@ class RetryAfter(Exception):
 
 class GiveUp(Exception):
     """Raised by a job that knows no retry can help; the job becomes a dead letter at once."""
+
+
+class LeaseLost(MillraceError):
+    """The attempt no longer holds its job: it was handed to another worker (this one looked dead).
+
+    Raised by `JobContext.hold_lease` inside a transaction that makes a guarded side effect, so that the
+    transaction rolls back instead of doing the effect a second time.
+    """
+
+    def __init__(self, job_id: str, lease: int) -> None:
+        self.job_id = job_id
+        self.lease = lease
+        super().__init__(f"job {job_id!r} was handed on: lease {lease} is no longer its own")

@@ -8,6 +8,7 @@ Retry with the policy's delay) or dead (return normally, so arq forgets the job 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -21,19 +22,34 @@ import structlog
 from millrace import payload, store
 from millrace.context import JobContext
 from millrace.declare import CronDefinition, JobDefinition
-from millrace.errors import AttemptsExhausted, CorruptPayload, InvalidJobArguments, JobTimedOut
-from millrace.records import AttemptFinished, AttemptStarted, JobStatus, Outcome
+from millrace.errors import AttemptsExhausted, CorruptPayload, InvalidJobArguments, JobTimedOut, LeaseLost
+from millrace.records import (
+    FINAL_STATUSES,
+    AttemptFinished,
+    AttemptReleased,
+    Claimed,
+    ClaimRequest,
+    JobStatus,
+    Outcome,
+    Refused,
+)
 from millrace.retry import Die, RetryPolicy
-from millrace.runtime import WorkerRuntime, runtime_of
+from millrace.runtime import RunningAttempt, WorkerRuntime, runtime_of
+from millrace.store.pool import TRANSIENT_ERRORS
 
 log = structlog.get_logger("millrace.job")
 
 #: errors no policy can help: the same payload fails the same way every time
-_NEVER_RETRY = (InvalidJobArguments, CorruptPayload, AttemptsExhausted)
+_NEVER_RETRY = (InvalidJobArguments, CorruptPayload, AttemptsExhausted, LeaseLost)
 #: arq's own timeout is only a backstop; ours fires first so that a timeout goes through the policy
 ARQ_TIMEOUT_GRACE_S = 2.0
 #: recording a corrupt payload is one database write
 CORRUPT_TIMEOUT_S = 5.0
+#: how long a job waits for PostgreSQL to take its claim before it goes back to Redis, and for how long
+CLAIM_PATIENCE_S = 5.0
+CLAIM_POSTPONE_S = 2.0
+#: how long a cancelled attempt waits for its hand-back to be written; after that the reaper settles it
+RELEASE_WAIT_S = 5.0
 #: arq refuses to run a job tried this often; the policy decides long before, this only bounds arq
 ARQ_MAX_TRIES = payload.MAX_JOB_TRY
 
@@ -41,15 +57,25 @@ JobBody = Callable[[JobContext[Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Attempt:
+class Intent:
+    """An attempt about to be claimed: what the record needs, whoever ends up creating it."""
+
     record_id: str
     function: str
     queue: str
-    attempt: int
-    run_attempt: int
     enqueued_at: datetime
     tick_at: datetime | None
     args: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attempt:
+    """A claimed attempt."""
+
+    intent: Intent
+    attempt: int
+    run_attempt: int
+    lease: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,17 +108,15 @@ def job_handler(definition: JobDefinition[Any, Any]) -> Callable[..., Awaitable[
         async def body(job_ctx: JobContext[Any]) -> None:
             await definition.run(job_ctx, definition.ref.validate(parsed.args))
 
-        attempt = Attempt(
+        intent = Intent(
             record_id=parsed.record_id,
             function=definition.name,
             queue=arq_job.runtime.queue.name,
-            attempt=parsed.attempt_base + arq_job.job_try,
-            run_attempt=arq_job.job_try,
             enqueued_at=arq_job.enqueued_at,
             tick_at=None,
             args=parsed.args,
         )
-        await run_attempt(arq_job.runtime, attempt, body, definition.retry, definition.timeout_s)
+        await run_attempt(arq_job.runtime, intent, body, definition.retry, definition.timeout_s)
 
     handle.__qualname__ = definition.name
     return handle
@@ -115,17 +139,15 @@ def cron_handler(definition: CronDefinition[Any]) -> Callable[..., Awaitable[Non
         if not owned:
             log.info("cron_tick_skipped", cron=definition.name, tick_at=tick_at.isoformat())
             return
-        attempt = Attempt(
+        intent = Intent(
             record_id=arq_job.job_id,
             function=definition.name,
             queue=runtime.queue.name,
-            attempt=arq_job.job_try,
-            run_attempt=arq_job.job_try,
             enqueued_at=arq_job.enqueued_at,
             tick_at=tick_at,
             args={"tick_at": tick_at.isoformat()},
         )
-        await run_attempt(runtime, attempt, definition.run, definition.retry, definition.timeout_s)
+        await run_attempt(runtime, intent, definition.run, definition.retry, definition.timeout_s)
 
     handle.__qualname__ = definition.name
     return handle
@@ -138,21 +160,101 @@ def tick_of(arq_job_id: str) -> datetime:
 
 
 async def run_attempt(
-    runtime: WorkerRuntime[Any], attempt: Attempt, body: JobBody, policy: RetryPolicy, timeout_s: float
+    runtime: WorkerRuntime[Any], intent: Intent, body: JobBody, policy: RetryPolicy, timeout_s: float
 ) -> None:
-    with structlog.contextvars.bound_contextvars(
-        job=attempt.function, job_id=attempt.record_id, queue=attempt.queue, attempt=attempt.attempt
-    ):
-        started_at = datetime.now(UTC)
-        started = time.perf_counter()
-        runtime.records.record_soon(_started_event(runtime, attempt, started_at))
-        error = await _run_body(runtime, attempt, body, policy, timeout_s)
-        duration_ms = (time.perf_counter() - started) * 1000
-        outcome, status, retry_in_s = conclude(error, policy, attempt.run_attempt)
-        await runtime.records.record(_finished_event(attempt, outcome, status, duration_ms, error, retry_in_s))
-        _log_finished(outcome, duration_ms, error, retry_in_s)
+    """Claim, run, record. Returning lets arq forget the job; raising arq's Retry leaves it in Redis."""
+    with structlog.contextvars.bound_contextvars(job=intent.function, job_id=intent.record_id, queue=intent.queue):
+        claim = await _claim(runtime, intent)
+        if isinstance(claim, Refused):
+            _refused(runtime, claim)  # raises Retry unless the job is finished for good
+            return
+        attempt = Attempt(intent=intent, attempt=claim.attempt, run_attempt=claim.counted_attempts, lease=claim.lease)
+        with structlog.contextvars.bound_contextvars(attempt=attempt.attempt):
+            retry_in_s = await _run_claimed(runtime, attempt, body, policy, timeout_s)
     if retry_in_s is not None:
         raise arq.worker.Retry(defer=retry_in_s)
+
+
+async def _claim(runtime: WorkerRuntime[Any], intent: Intent) -> Claimed | Refused:
+    """The attempt's claim; while PostgreSQL is away, the job goes back to Redis for a while."""
+    if intent.record_id in runtime.running_ids:  # a second copy of a job this worker runs now
+        return Refused(status="in_progress")
+    request = ClaimRequest(
+        job_id=intent.record_id,
+        queue=intent.queue,
+        function=intent.function,
+        args=intent.args,
+        enqueued_at=intent.enqueued_at,
+        worker=runtime.worker_name,
+    )
+    delay_s = 0.1
+    deadline = time.monotonic() + CLAIM_PATIENCE_S
+    while True:
+        try:
+            return await runtime.records.claim(request)
+        except TRANSIENT_ERRORS as error:
+            if time.monotonic() + delay_s > deadline:
+                log.warning("job_claim_postponed", error=repr(error), retry_in_s=CLAIM_POSTPONE_S)
+                raise arq.worker.Retry(defer=CLAIM_POSTPONE_S) from error
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, 1.0)
+
+
+def _refused(runtime: WorkerRuntime[Any], refused: Refused) -> None:
+    if refused.status in FINAL_STATUSES:
+        # a copy of a job that has finished (Redis kept or got it back): never run it twice
+        log.info("job_copy_dropped", status=refused.status, reason="finished already")
+        return
+    # another live worker holds it: this copy waits in Redis and looks again, in case that worker dies
+    log.info("job_copy_postponed", status=refused.status, reason="held by another worker")
+    raise arq.worker.Retry(defer=runtime.recheck_held_s)
+
+
+async def _run_claimed(
+    runtime: WorkerRuntime[Any], attempt: Attempt, body: JobBody, policy: RetryPolicy, timeout_s: float
+) -> float | None:
+    """Run a claimed attempt and record its end; returns the delay before the next attempt, if any."""
+    started = time.perf_counter()
+    task = asyncio.current_task()
+    assert task is not None
+    intent = attempt.intent
+    runtime.running[task] = RunningAttempt(
+        job_id=intent.record_id, function=intent.function, attempt=attempt.attempt, lease=attempt.lease
+    )
+    runtime.running_ids.add(intent.record_id)
+    try:
+        error = await _run_body(runtime, attempt, body, policy, timeout_s)
+    except asyncio.CancelledError:
+        # The worker is shutting down: hand the job back, not counted, before arq frees it in Redis for
+        # the next worker (whose claim would otherwise find it still held). Bounded: PostgreSQL may be away.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(_release(runtime, attempt, started)), RELEASE_WAIT_S)
+        raise
+    finally:
+        del runtime.running[task]
+        runtime.running_ids.discard(intent.record_id)
+    duration_ms = (time.perf_counter() - started) * 1000
+    outcome, status, retry_in_s = conclude(error, policy, attempt.run_attempt)
+    held = await runtime.records.finish(_finished_event(attempt, outcome, status, duration_ms, error, retry_in_s))
+    if not held:
+        # fenced off: the job went to another worker while this one was cut off; its copy in Redis is theirs
+        log.warning("job_attempt_fenced", outcome=outcome, duration_ms=round(duration_ms, 2))
+        raise arq.worker.Retry(defer=None)
+    _log_finished(outcome, duration_ms, error, retry_in_s)
+    return retry_in_s
+
+
+async def _release(runtime: WorkerRuntime[Any], attempt: Attempt, started: float) -> None:
+    released = await runtime.records.release(
+        AttemptReleased(
+            job_id=attempt.intent.record_id,
+            attempt=attempt.attempt,
+            lease=attempt.lease,
+            finished_at=datetime.now(UTC),
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
+    )
+    log.warning("job_handed_back", reason="worker shutting down", released=released)
 
 
 async def _run_body(
@@ -160,16 +262,18 @@ async def _run_body(
 ) -> Exception | None:
     if attempt.run_attempt > policy.attempts:
         return AttemptsExhausted(policy.attempts)
+    intent = attempt.intent
     job_ctx = JobContext(
-        job_id=attempt.record_id,
-        function=attempt.function,
-        queue=attempt.queue,
+        job_id=intent.record_id,
+        function=intent.function,
+        queue=intent.queue,
         attempt=attempt.attempt,
         run_attempt=attempt.run_attempt,
         max_attempts=policy.attempts,
-        enqueued_at=attempt.enqueued_at,
-        tick_at=attempt.tick_at,
+        enqueued_at=intent.enqueued_at,
+        tick_at=intent.tick_at,
         worker=runtime.worker_name,
+        lease=attempt.lease,
         jobs=runtime.jobs,
         services=runtime.services,
     )
@@ -194,20 +298,6 @@ def conclude(error: Exception | None, policy: RetryPolicy, run_attempt: int) -> 
     return "retrying", "retrying", decision.delay_s
 
 
-def _started_event(runtime: WorkerRuntime[Any], attempt: Attempt, started_at: datetime) -> AttemptStarted:
-    return AttemptStarted(
-        job_id=attempt.record_id,
-        attempt=attempt.attempt,
-        attempt_base=attempt.attempt - attempt.run_attempt,
-        worker=runtime.worker_name,
-        started_at=started_at,
-        queue=attempt.queue,
-        function=attempt.function,
-        args=attempt.args,
-        enqueued_at=attempt.enqueued_at,
-    )
-
-
 def _finished_event(
     attempt: Attempt,
     outcome: Outcome,
@@ -218,8 +308,9 @@ def _finished_event(
 ) -> AttemptFinished:
     now = datetime.now(UTC)
     return AttemptFinished(
-        job_id=attempt.record_id,
+        job_id=attempt.intent.record_id,
         attempt=attempt.attempt,
+        lease=attempt.lease,
         outcome=outcome,
         status=status,
         finished_at=now,
@@ -243,12 +334,10 @@ def _log_finished(outcome: Outcome, duration_ms: float, error: BaseException | N
 
 async def record_corrupt(arq_job: ArqJob, error: CorruptPayload) -> None:
     """A payload no job can read: record one dead attempt with the reason, and let arq drop it."""
-    attempt = Attempt(
+    intent = Intent(
         record_id=payload.record_id_of(arq_job.job_id),
         function="<unreadable>",
         queue=arq_job.runtime.queue.name,
-        attempt=arq_job.job_try,
-        run_attempt=arq_job.job_try,
         enqueued_at=arq_job.enqueued_at,
         tick_at=None,
         args={},
@@ -257,7 +346,7 @@ async def record_corrupt(arq_job: ArqJob, error: CorruptPayload) -> None:
     async def body(_ctx: JobContext[Any]) -> None:
         raise error
 
-    await run_attempt(arq_job.runtime, attempt, body, RetryPolicy(attempts=1), timeout_s=CORRUPT_TIMEOUT_S)
+    await run_attempt(arq_job.runtime, intent, body, RetryPolicy(attempts=1), timeout_s=CORRUPT_TIMEOUT_S)
 
 
 async def handle_corrupt(ctx: dict[str, Any], reason: str, preview: str) -> None:

@@ -87,7 +87,8 @@ _MAX_REASON_LENGTH = 1000
 _PREVIEW_BYTES = 2000
 #: each byte of a preview decodes to at most four characters (backslashreplace: \xNN)
 _MAX_PREVIEW_LENGTH = 4 * _PREVIEW_BYTES
-_CRON_PREFIX = "cron:"
+#: how arq begins the names of cron functions and the ids of their runs (cron:<name>:<tick in ms>)
+CRON_ID_PREFIX = "cron:"
 #: the fields of arq's job record (arq.jobs.serialize_job), and of its result record (serialize_result)
 _JOB_KEYS = frozenset({"f", "a", "k", "t", "et"})
 _RESULT_KEYS = _JOB_KEYS | {"s", "r", "st", "ft", "q", "id"}
@@ -183,7 +184,7 @@ def _arguments_problem(function: str, args: Any, kwargs: Any) -> str | None:
         return f"arguments (a) are {_short(args)}, not a list"
     if kwargs != {}:
         return f"keyword arguments (k) are {_short(kwargs)}, not an empty object"
-    if function.startswith(_CRON_PREFIX):
+    if function.startswith(CRON_ID_PREFIX):
         return None if args == [] else "a cron function takes no arguments"
     if len(args) != 1:
         return f"{len(args)} arguments, not one Millrace envelope"

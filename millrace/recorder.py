@@ -1,29 +1,42 @@
-"""Writes attempt events to PostgreSQL in batches: group commit, never one round trip per event.
+"""Writes attempt claims, finishes and hand-backs to PostgreSQL in batches: group commit, never one round
+trip per event.
 
-Events wait in memory while a write is in flight and go out together in the next one, so the batch
-grows with the load by itself. A finishing attempt waits until its event is committed before arq
-acknowledges the job in Redis: a worker that dies afterwards cannot lose the record of a finished job.
+Events wait in memory while a write is in flight and go out together in the next one, so the batch grows
+with the load by itself: each kind costs one statement a batch, whatever the batch's size.
 
-A starting attempt does not wait. arq starts jobs only while it has free slots within one poll, so a
-job that held its slot for one more commit would cut a worker to `max_jobs / poll_delay` jobs a second.
-If the worker dies before the start is written (it usually is within a millisecond), the next attempt's
-start records the missing one as lost, with its time and worker unknown.
+A claim is what lets a body run, so its attempt is on record before the body starts: a job that kills
+its worker is counted, and cannot crash-loop unseen. Claims are not retried here: a claim that cannot be
+written fails at once, and the job waits in Redis (see execution). A finish waits until it is committed
+before arq acknowledges the job in Redis, and finishes and hand-backs are retried until PostgreSQL
+answers: a worker that dies after that cannot lose the record of a finished job.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
 from millrace import store
-from millrace.records import AttemptFinished, AttemptStarted
+from millrace.records import AttemptFinished, AttemptReleased, Claimed, ClaimRequest, Refused
 from millrace.store.pool import TRANSIENT_ERRORS, Pool
 
 log = structlog.get_logger(__name__)
 
-Event = AttemptStarted | AttemptFinished
+Event = ClaimRequest | AttemptFinished | AttemptReleased
+
+
+@dataclass(slots=True)
+class _Batch:
+    claims: list[tuple[ClaimRequest, asyncio.Future[Claimed | Refused]]] = field(default_factory=list)
+    finishes: list[tuple[AttemptFinished, asyncio.Future[bool]]] = field(default_factory=list)
+    releases: list[tuple[AttemptReleased, asyncio.Future[bool]]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.claims) + len(self.finishes) + len(self.releases)
 
 
 class RecordWriter:
@@ -31,28 +44,39 @@ class RecordWriter:
         self._pool = pool
         self._max_batch = max_batch
         self._max_retry_delay_s = max_retry_delay_s
-        self._pending: list[tuple[Event, asyncio.Future[None]]] = []
+        self._pending: list[tuple[Event, asyncio.Future[Any]]] = []
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self.batches_written = 0
         self.events_written = 0
+        #: attempts whose end is on record: what a worker has done, as its heartbeat reports it
+        self.finishes_written = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="millrace-record-writer")
 
-    def record_soon(self, event: Event) -> None:
-        """Queue `event` for the next batch, without waiting for it."""
-        self._pending.append((event, asyncio.get_running_loop().create_future()))
-        self._wake.set()
+    async def claim(self, request: ClaimRequest) -> Claimed | Refused:
+        """Claim a job for an attempt; raises what PostgreSQL raised if the claim could not be written."""
+        result: Claimed | Refused = await self._submit(request)
+        return result
 
-    async def record(self, event: Event) -> None:
-        """Return once `event` is committed."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def finish(self, event: AttemptFinished) -> bool:
+        """Return once `event` is committed: True, or False if the attempt had lost its lease (fenced off)."""
+        applied: bool = await self._submit(event)
+        return applied
+
+    async def release(self, event: AttemptReleased) -> bool:
+        """Hand a job back without counting its attempt; False if the attempt had lost its lease."""
+        released: bool = await self._submit(event)
+        return released
+
+    async def _submit(self, event: Event) -> Any:
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((event, done))
         self._wake.set()
         # shielded: arq cancelling the job must not cancel the write of its record
-        await asyncio.shield(done)
+        return await asyncio.shield(done)
 
     async def close(self, timeout_s: float = 30.0) -> None:
         """Write everything pending, the batch in flight included, then stop.
@@ -76,46 +100,94 @@ class RecordWriter:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
-                batch = self._pending[: self._max_batch]
+                taken = self._pending[: self._max_batch]
                 del self._pending[: self._max_batch]
-                await self._write_until_done(batch)
+                await self._write_until_done(_sorted(taken))
             if self._closing:
                 return
 
-    async def _write_until_done(self, batch: list[tuple[Event, asyncio.Future[None]]]) -> None:
-        starts = [e for e, _ in batch if isinstance(e, AttemptStarted)]
-        finishes = [e for e, _ in batch if isinstance(e, AttemptFinished)]
+    async def _write_until_done(self, batch: _Batch) -> None:
+        size = len(batch)
         delay_s = 0.05
         while True:
             try:
-                await self._write(starts, finishes)
+                await self._write(batch)
                 break
             except TRANSIENT_ERRORS as error:
-                # PostgreSQL is away: keep the events and keep trying; the jobs waiting on them wait too
+                # PostgreSQL is away: claims fail now, finishes and hand-backs wait and try again
                 log.warning("job_records_write_failed", error=repr(error), events=len(batch), retry_in_s=delay_s)
+                _fail(batch.claims, error)
+                batch.claims = []
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, self._max_retry_delay_s)
-            except Exception:
+            except Exception as error:
                 # a bad event must not hold back the others: write them one by one, drop what fails
-                await self._write_one_by_one(starts, finishes)
+                await self._write_one_by_one(batch, error)
                 break
         self.batches_written += 1
-        self.events_written += len(batch)
-        for _, done in batch:
-            if not done.done():
-                done.set_result(None)
+        self.events_written += size
 
-    async def _write(self, starts: list[AttemptStarted], finishes: list[AttemptFinished]) -> None:
+    async def _write(self, batch: _Batch) -> None:
         async with self._pool.acquire() as conn:
-            await store.jobs.apply_attempt_events(conn, starts, finishes)
+            if batch.claims:
+                await _apply_claims(conn, batch.claims)
+                batch.claims = []  # answered: a retry of this batch must not claim them twice
+            if batch.finishes:
+                applied = await store.attempts.finish(conn, [e for e, _ in batch.finishes])
+                self.finishes_written += len(applied)
+                _answer(batch.finishes, lambda e: e.job_id in applied)
+                batch.finishes = []
+            if batch.releases:
+                released = await store.attempts.release(conn, [e for e, _ in batch.releases])
+                _answer(batch.releases, lambda e: e.job_id in released)
+                batch.releases = []
 
-    async def _write_one_by_one(self, starts: list[AttemptStarted], finishes: list[AttemptFinished]) -> None:
-        events: list[Event] = [*starts, *finishes]
-        for event in events:
+    async def _write_one_by_one(self, batch: _Batch, error: Exception) -> None:
+        log.error("job_records_batch_refused", error=repr(error), events=len(batch))
+        events: list[tuple[Event, asyncio.Future[Any]]] = [*batch.claims, *batch.finishes, *batch.releases]
+        for event, done in events:
             try:
-                if isinstance(event, AttemptStarted):
-                    await self._write([event], [])
-                else:
-                    await self._write([], [event])
-            except Exception:
-                log.exception("job_record_dropped", job_id=event.job_id, attempt=event.attempt)
+                await self._write(_sorted([(event, done)]))
+            except Exception as one_error:
+                log.exception("job_record_dropped", job_id=event.job_id)
+                if not done.done():
+                    done.set_exception(one_error)
+
+
+async def _apply_claims(conn: Any, claims: list[tuple[ClaimRequest, asyncio.Future[Claimed | Refused]]]) -> None:
+    # a job claimed twice in one batch (two copies delivered at once): the first request is the claim
+    first: dict[str, ClaimRequest] = {}
+    for request, _ in claims:
+        first.setdefault(request.job_id, request)
+    granted = await store.attempts.claim(conn, list(first.values()))
+    refused_ids = [request.job_id for request, _ in claims if request.job_id not in granted]
+    statuses = await store.attempts.statuses(conn, refused_ids) if refused_ids else {}
+    for request, done in claims:
+        if done.done():
+            continue
+        claimed = granted.get(request.job_id) if first[request.job_id] is request else None
+        done.set_result(claimed if claimed is not None else Refused(status=statuses.get(request.job_id)))
+
+
+def _sorted(events: list[tuple[Event, asyncio.Future[Any]]]) -> _Batch:
+    batch = _Batch()
+    for event, done in events:
+        if isinstance(event, ClaimRequest):
+            batch.claims.append((event, done))
+        elif isinstance(event, AttemptFinished):
+            batch.finishes.append((event, done))
+        else:
+            batch.releases.append((event, done))
+    return batch
+
+
+def _answer(events: list[tuple[Any, asyncio.Future[bool]]], applied: Any) -> None:
+    for event, done in events:
+        if not done.done():
+            done.set_result(bool(applied(event)))
+
+
+def _fail(events: list[tuple[Any, asyncio.Future[Any]]], error: BaseException) -> None:
+    for _, done in events:
+        if not done.done():
+            done.set_exception(error)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 JobStatus = Literal["queued", "deferred", "in_progress", "retrying", "succeeded", "dead", "cancelled"]
-Outcome = Literal["succeeded", "retrying", "dead", "lost"]
+Outcome = Literal["succeeded", "retrying", "dead", "lost", "interrupted"]
 #: a pending job has not started, or waits for its next attempt: it may be cancelled, and its job key is taken
 PENDING_STATUSES: tuple[JobStatus, ...] = ("queued", "deferred", "retrying")
 #: finished for good: nothing will run it again unless a person retries it
@@ -68,24 +68,49 @@ class AttemptRecord:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AttemptStarted:
+class ClaimRequest:
+    """A worker asking to run a job; what a record the worker creates itself (a cron run) needs comes along."""
+
     job_id: str
-    attempt: int
-    worker: str
-    started_at: datetime
-    #: attempts before this budget began (dead-letter retries); earlier ones of this budget may be lost
-    attempt_base: int
-    # what a record created by the worker itself (cron runs) needs; ignored when the record exists
     queue: str
     function: str
     args: dict[str, Any]
     enqueued_at: datetime
+    worker: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Claimed:
+    """A granted claim: the attempt's number over the job's life, within its budget, and its lease."""
+
+    attempt: int
+    counted_attempts: int
+    lease: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refused:
+    """A refused claim: the job's status now (None if it has no record), which says why."""
+
+    status: JobStatus | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptReleased:
+    """An attempt cut short by its worker's shutdown: the job goes back to its queue, the attempt is not counted."""
+
+    job_id: str
+    attempt: int
+    lease: int
+    finished_at: datetime
+    duration_ms: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AttemptFinished:
     job_id: str
     attempt: int
+    lease: int
     outcome: Outcome
     status: JobStatus
     finished_at: datetime

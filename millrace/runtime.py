@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import secrets
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from arq.connections import ArqRedis
@@ -21,6 +23,14 @@ RUNTIME_KEY = "millrace"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RunningAttempt:
+    job_id: str
+    function: str
+    attempt: int
+    lease: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerRuntime(Generic[S]):
     queue: Queue
     worker_name: str
@@ -29,6 +39,12 @@ class WorkerRuntime(Generic[S]):
     records: RecordWriter
     jobs: JobClient
     services: S
+    #: how long a claim refused because another live worker holds the job waits before it looks again
+    recheck_held_s: float
+    #: the attempts running now, by the task that runs them: the watchdog names the one that blocks
+    running: dict[asyncio.Task[Any], RunningAttempt] = field(default_factory=dict)
+    #: job ids running now: a second copy of one of them is not even claimed
+    running_ids: set[str] = field(default_factory=set)
 
 
 def runtime_of(ctx: dict[str, Any]) -> WorkerRuntime[Any]:
@@ -38,5 +54,5 @@ def runtime_of(ctx: dict[str, Any]) -> WorkerRuntime[Any]:
 
 
 def worker_name(queue: Queue) -> str:
-    """host:pid:queue, as attempts record it."""
-    return f"{socket.gethostname()}:{os.getpid()}:{queue.name}"
+    """host:pid:queue:token, as attempts record it; the token tells two starts of one pid apart (containers)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{queue.name}:{secrets.token_hex(3)}"

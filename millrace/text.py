@@ -36,3 +36,13 @@ def _bad_string(text: str) -> str | None:
         except UnicodeEncodeError:
             return "text contains a lone surrogate (not valid Unicode)"
     return None
+
+
+def storable_text(value: str | None, limit: int) -> str | None:
+    """`value` cut to `limit` characters, with what PostgreSQL refuses spelled out: an error message or a
+    traceback that carries a NUL or a lone surrogate must not block the batch of records it travels in."""
+    if value is None:
+        return None
+    if _bad_string(value) is not None:
+        value = value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\0")
+    return value[:limit]

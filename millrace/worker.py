@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
@@ -13,17 +15,24 @@ import structlog
 from arq.connections import RedisSettings
 from arq.cron import CronJob
 from arq.typing import WorkerCoroutine
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from millrace import cron_catchup, execution, payload, store
 from millrace.client import JobClient
 from millrace.declare import CronDefinition, JobDefinition
 from millrace.dropped import DroppedJobs
+from millrace.liveness import Liveness
 from millrace.logs import LogFormat, configure_logging
 from millrace.queues import Queue
 from millrace.reconcile import Reconciler
 from millrace.recorder import RecordWriter
 from millrace.relay import OutboxRelay
-from millrace.runtime import RUNTIME_KEY, WorkerRuntime, worker_name
+from millrace.runtime import RUNTIME_KEY, RunningAttempt, WorkerRuntime, worker_name
+from millrace.store.pool import Pool
+from millrace.watchdog import Watchdog
 
 S = TypeVar("S")
 log = structlog.get_logger(__name__)
@@ -31,6 +40,8 @@ log = structlog.get_logger(__name__)
 #: builds the application's services once per worker, from a JobClient on the worker's own pools
 ServicesFactory = Callable[[JobClient], AbstractAsyncContextManager[S]]
 _STACK_KEY = "millrace_exit_stack"
+#: the longest pause between two tries of a Redis command while Redis is away
+REDIS_RETRY_CAP_S = 2.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,6 +56,13 @@ class WorkerConfig:
     #: on SIGTERM a worker takes no new job and gives running ones this long to finish before it
     #: cancels them; keep it under the supervisor's own grace (Kubernetes: 30 s by default)
     shutdown_grace_s: int = 25
+    #: how often each worker records that it is alive; the reaper judges the others at the same pace
+    heartbeat_interval_s: float = 2.0
+    #: a worker silent this long is dead, and its jobs go to the others (sooner when its process is gone:
+    #: PostgreSQL frees its session's lock, and two missed heartbeats are enough then)
+    silent_after_s: float = 10.0
+    #: a job that blocks the event loop this long ends its process (see watchdog); None turns it off
+    event_loop_stall_s: float | None = 5.0
     #: how often one worker of the queue compares pending records with Redis and puts back what it lost
     reconcile_interval_s: float = 30.0
     #: a record unchanged for this long is a candidate: younger ones may still be on their way to Redis
@@ -107,7 +125,7 @@ def worker_settings(
         "functions": functions,
         "cron_jobs": cron_jobs,
         "queue_name": queue.redis_key,
-        "redis_settings": RedisSettings.from_dsn(config.redis_url),
+        "redis_settings": patient_redis_settings(config.redis_url),
         "max_jobs": config.concurrency_of(queue),
         "poll_delay": config.poll_delay_s,
         "keep_result": config.keep_result_s,
@@ -121,6 +139,21 @@ def worker_settings(
         "log_results": False,
     }
     return type(queue.worker_class_name, (), attributes)
+
+
+def patient_redis_settings(redis_url: str) -> RedisSettings:
+    """arq's connection, retrying every command with backoff for as long as Redis is away.
+
+    arq's poll loop ends the worker on the first connection error; with these settings it waits
+    instead, takes no job meanwhile, and goes on when Redis is back. `arq --check` reads the same URL.
+    """
+    return dataclasses.replace(
+        RedisSettings.from_dsn(redis_url),
+        retry=Retry(ExponentialBackoff(cap=REDIS_RETRY_CAP_S, base=0.05), retries=-1),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        retry_on_timeout=True,
+        conn_retries=1_000_000,  # arq's start-up ping: a worker started while Redis is down waits for it
+    )
 
 
 def _arq_cron(definition: CronDefinition[Any]) -> CronJob:
@@ -149,14 +182,58 @@ async def _start_runtime(
     ctx[_STACK_KEY] = stack
     pool = await store.pool.create_pool(config.database_url, max_size=config.database_pool_max_size)
     stack.push_async_callback(pool.close)
-    dropped.attach(pool)
+    # The runtime's own Redis calls fail fast and are tried again later; only arq's loop waits out an outage.
+    jobs = await stack.enter_async_context(JobClient.open(redis_url=config.redis_url, pool=pool))
+    dropped.attach(pool, jobs.redis)
     stack.push_async_callback(dropped.close)
+    name = worker_name(queue)
+    running: dict[asyncio.Task[Any], RunningAttempt] = {}
     records = RecordWriter(pool)
+    liveness = Liveness(
+        dsn=config.database_url,
+        redis=jobs.redis,
+        worker_id=name,
+        queue=queue.name,
+        heartbeat_interval_s=config.heartbeat_interval_s,
+        silent_after_s=config.silent_after_s,
+        running=lambda: len(running),
+        jobs_done=lambda: records.finishes_written,
+    )
+    await liveness.start()
+    # The stack unwinds backwards: the record writer writes the last hand-backs, then the worker is
+    # recorded as stopped. The other way round, a reaper could take the jobs before they are handed back.
+    stack.push_async_callback(liveness.close)
     records.start()
     stack.push_async_callback(records.close)
-    relay = OutboxRelay(
+    if config.event_loop_stall_s is not None:
+        watchdog = Watchdog(dsn=config.database_url, worker_id=name, stall_s=config.event_loop_stall_s, running=running)
+        watchdog.start()
+        stack.callback(watchdog.stop)
+    await _start_delivery(stack, config, queue, pool, jobs)
+    app_services = await stack.enter_async_context(services(jobs))
+    runtime = WorkerRuntime(
+        queue=queue,
+        worker_name=name,
         pool=pool,
         redis=ctx["redis"],
+        records=records,
+        jobs=jobs,
+        services=app_services,
+        recheck_held_s=config.silent_after_s,
+        running=running,
+    )
+    ctx[RUNTIME_KEY] = runtime
+    await cron_catchup.catch_up(runtime, crons, datetime.now(UTC))
+    log.info("worker_started", queue=queue.name, worker=runtime.worker_name, concurrency=config.concurrency_of(queue))
+
+
+async def _start_delivery(
+    stack: AsyncExitStack, config: WorkerConfig, queue: Queue, pool: Pool, jobs: JobClient
+) -> None:
+    """The outbox relay and the reconciler: what PostgreSQL holds and Redis does not gets there."""
+    relay = OutboxRelay(
+        pool=pool,
+        redis=jobs.redis,
         dsn=config.database_url,
         queues=[queue.name],
         sweep_interval_s=config.outbox_sweep_interval_s,
@@ -167,24 +244,10 @@ async def _start_runtime(
     stack.push_async_callback(relay.close)
     reconciler = Reconciler(
         pool=pool,
-        redis=ctx["redis"],
+        redis=jobs.redis,
         queue=queue.name,
         interval_s=config.reconcile_interval_s,
         quiet_for_s=config.reconcile_quiet_s,
     )
     reconciler.start()
     stack.push_async_callback(reconciler.close)
-    jobs = JobClient(redis=ctx["redis"], pool=pool)
-    app_services = await stack.enter_async_context(services(jobs))
-    runtime = WorkerRuntime(
-        queue=queue,
-        worker_name=worker_name(queue),
-        pool=pool,
-        redis=ctx["redis"],
-        records=records,
-        jobs=jobs,
-        services=app_services,
-    )
-    ctx[RUNTIME_KEY] = runtime
-    await cron_catchup.catch_up(runtime, crons, datetime.now(UTC))
-    log.info("worker_started", queue=queue.name, worker=runtime.worker_name, concurrency=config.concurrency_of(queue))

@@ -117,6 +117,7 @@ def sample_worker_settings(redis_url: str, database_url: str, *, with_crons: boo
         poll_delay_s=0.01,
         outbox_sweep_interval_s=0.2,
         configure_logging=False,
+        event_loop_stall_s=None,  # in-process: the watchdog would end pytest itself
         **config,
     )
     return worker_settings(

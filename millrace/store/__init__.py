@@ -1,5 +1,5 @@
 """The runtime's own persistence: its SQL, one repository per table group, and its migration series."""
 
-from millrace.store import cron, jobs, migrate, outbox, pool
+from millrace.store import attempts, cron, jobs, migrate, outbox, pool, workers
 
-__all__ = ["cron", "jobs", "migrate", "outbox", "pool"]
+__all__ = ["attempts", "cron", "jobs", "migrate", "outbox", "pool", "workers"]

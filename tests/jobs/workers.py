@@ -23,6 +23,7 @@ async def run_app_workers(settings: Settings, queue: Queue, *, copies: int = 1, 
         database_url=settings.database_dsn(),
         configure_logging=False,
         poll_delay_s=0.01,
+        event_loop_stall_s=None,  # in-process: the watchdog would end pytest itself
     )
     worker_class = worker_settings(
         queue, jobs=jobs, config=config, services=lambda client: open_services(settings, client)

@@ -1,0 +1,142 @@
+"""Heartbeats and the reaper: a worker that dies has its jobs handed to the others within seconds.
+
+Every worker registers in PostgreSQL, holds an advisory lock in a session of its own and beats its
+heart every `heartbeat_interval_s`. The same statement reaps: jobs in progress on a worker that is no
+longer live go back to `queued` under a new lease, their attempt on record as lost, and Redis frees
+them from the dead worker's in-progress mark at once, instead of after arq's longest timeout plus 10 s.
+
+A reaper judges others only after beating its own heart without a gap for `silent_after_s`: after an
+outage every worker's last beat is old, and a worker back first must not declare the rest dead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import socket
+import time
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import asyncpg
+import structlog
+from arq.connections import ArqRedis
+
+from millrace import dispatch, store
+from millrace.outages import OUTAGES
+from millrace.store.workers import WORKER_LOCK_CLASS, WorkerRow
+
+log = structlog.get_logger(__name__)
+
+
+def runtime_version() -> str:
+    try:
+        return version("millrace")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class Liveness:
+    def __init__(
+        self,
+        *,
+        dsn: str,
+        redis: ArqRedis,
+        worker_id: str,
+        queue: str,
+        heartbeat_interval_s: float,
+        silent_after_s: float,
+        running: Callable[[], int],
+        jobs_done: Callable[[], int],
+    ) -> None:
+        self._dsn = dsn
+        self._redis = redis
+        self._row = WorkerRow(
+            id=worker_id,
+            queue=queue,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            version=runtime_version(),
+            lock_key=random.randint(1, 2**31 - 1),
+            heartbeat_interval_s=heartbeat_interval_s,
+            silent_after_s=silent_after_s,
+        )
+        self._running = running
+        self._jobs_done = jobs_done
+        self._conn: asyncpg.Connection[Any] | None = None
+        self._healthy_since: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.reaped = 0
+
+    async def start(self) -> None:
+        """Register and take the lock; raises if PostgreSQL is away (the worker cannot start without it)."""
+        await self._connect()
+        assert self._conn is not None
+        await store.workers.register(self._conn, self._row)
+        self._healthy_since = time.monotonic()
+        self._task = asyncio.create_task(self._run(), name="millrace-heartbeat")
+
+    async def close(self, reason: str = "shutdown") -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        try:
+            await self._connect()
+            assert self._conn is not None
+            await store.workers.mark_stopped(self._conn, self._row.id, reason)
+        except OUTAGES as error:  # the others will find this worker silent instead
+            log.warning("worker_stop_not_recorded", error=repr(error))
+        if self._conn is not None:
+            await self._conn.close(timeout=2)
+
+    async def beat_once(self) -> None:
+        """One heartbeat, reaping if this worker has been healthy long enough to judge the others."""
+        await self._connect()
+        assert self._conn is not None
+        now = time.monotonic()
+        if self._healthy_since is None:
+            self._healthy_since = now
+        judge = now - self._healthy_since >= self._row.silent_after_s
+        beat = await store.workers.beat(
+            self._conn, self._row.id, running=self._running(), jobs_done=self._jobs_done(), reap=judge
+        )
+        if not beat.registered:  # pruned while away: be known again
+            await store.workers.register(self._conn, self._row)
+        if beat.declared_dead:
+            log.warning("workers_declared_dead", workers=beat.declared_dead)
+        if beat.reaped:
+            self.reaped += len(beat.reaped)
+            handed = await dispatch.hand_on(self._redis, beat.reaped)
+            log.warning("jobs_handed_on", jobs=len(beat.reaped), in_redis=handed)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.beat_once()
+            except OUTAGES as error:
+                self._healthy_since = None
+                log.warning("heartbeat_failed", error=repr(error))
+                await self._drop_connection()
+            await asyncio.sleep(self._row.heartbeat_interval_s)
+
+    async def _connect(self) -> None:
+        if self._conn is not None and not self._conn.is_closed():
+            return
+        # a statement that hangs (a partition) must fail in time for the next beat
+        conn = await asyncpg.connect(self._dsn, timeout=5, command_timeout=2 * self._row.heartbeat_interval_s)
+        # A session of its own, never a pooled one: the pool's reset would release the lock. Not taken
+        # when an old session of this worker still holds it (cut off, not yet ended by PostgreSQL):
+        # the heartbeat alone then keeps the worker live.
+        locked = await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", WORKER_LOCK_CLASS, self._row.lock_key)
+        if not locked:
+            log.warning("worker_lock_not_taken", lock_key=self._row.lock_key)
+        self._conn = conn
+
+    async def _drop_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.terminate()
+            self._conn = None

@@ -1,0 +1,173 @@
+"""Attempts under a lease: claimed before a body runs, finished or handed back only with the lease they hold.
+
+PostgreSQL decides who runs a job, not Redis. A claim succeeds only for a pending job, or for one held by
+a worker that is dead; it bumps the job's lease and counts the attempt. A finish, or a hand-back at
+shutdown, applies only while the job still carries the lease of that attempt, so a worker that was cut
+off or frozen, and came back after its job was handed on, can no longer write anything.
+
+Every function takes a batch and costs one statement, so the record writer can group them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from millrace.records import (
+    PENDING_STATUSES,
+    AttemptFinished,
+    AttemptReleased,
+    Claimed,
+    ClaimRequest,
+    JobStatus,
+)
+from millrace.store.pool import Executor
+from millrace.store.workers import LIVE_WORKER_SQL
+from millrace.text import storable_text
+
+_PENDING = ", ".join(f"'{s}'" for s in PENDING_STATUSES)
+
+# A record the worker creates itself (a cron run, a job planted in Redis by hand) is inserted claimed.
+_CLAIM = f"""
+WITH c AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[], $6::text[])
+        AS c(id, queue, function, args, enqueued_at, worker)
+), claimed AS (
+    INSERT INTO millrace_jobs AS j (id, queue, function, args, status, attempts, counted_attempts, lease, worker,
+                                    started_at, enqueued_at)
+    SELECT id, queue, function, args, 'in_progress', 1, 1, 1, worker, now(), enqueued_at FROM c
+    ON CONFLICT (id) DO UPDATE SET
+        status = 'in_progress', attempts = j.attempts + 1, counted_attempts = j.counted_attempts + 1,
+        lease = j.lease + 1, worker = EXCLUDED.worker, started_at = now(), run_at = NULL, updated_at = now()
+    WHERE j.status IN ({_PENDING})
+       -- the holder died before the reaper saw it: take the job over now
+       OR (j.status = 'in_progress' AND NOT EXISTS (
+               SELECT 1 FROM millrace_workers w WHERE w.id = j.worker AND {LIVE_WORKER_SQL}))
+    RETURNING j.id, j.attempts, j.counted_attempts, j.lease, j.worker
+), lost AS (
+    -- an earlier attempt still open had its worker die under it
+    UPDATE millrace_job_attempts a SET outcome = 'lost'
+    FROM claimed WHERE a.job_id = claimed.id AND a.attempt < claimed.attempts AND a.outcome IS NULL
+), opened AS (
+    INSERT INTO millrace_job_attempts (job_id, attempt, worker, started_at)
+    SELECT id, attempts, worker, now() FROM claimed
+    ON CONFLICT DO NOTHING
+)
+SELECT id, attempts, counted_attempts, lease FROM claimed
+"""
+
+_FINISH = """
+WITH f AS (
+    SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[],
+                         $7::float8[], $8::text[], $9::text[], $10::text[], $11::timestamptz[])
+        AS f(job_id, attempt, lease, outcome, status, finished_at, duration_ms,
+             error_type, error_message, traceback, retry_at)
+), held AS (
+    UPDATE millrace_jobs j SET
+        status = f.status,
+        finished_at = CASE WHEN f.status IN ('succeeded', 'dead') THEN f.finished_at END,
+        run_at = f.retry_at,
+        last_error_type = coalesce(f.error_type, j.last_error_type),
+        last_error = coalesce(f.error_message, j.last_error),
+        updated_at = now()
+    FROM f WHERE j.id = f.job_id AND j.lease = f.lease AND j.status = 'in_progress'
+    RETURNING j.id
+), attempts AS (
+    UPDATE millrace_job_attempts a SET
+        finished_at = f.finished_at, duration_ms = f.duration_ms,
+        outcome = CASE WHEN held.id IS NULL THEN a.outcome ELSE f.outcome END,
+        error_type = CASE WHEN held.id IS NULL THEN 'LeaseLost' ELSE f.error_type END,
+        error_message = CASE WHEN held.id IS NULL
+            THEN 'finished (' || f.outcome || ') after the job was handed to another worker; discarded'
+            ELSE f.error_message END,
+        traceback = f.traceback
+    FROM f LEFT JOIN held ON held.id = f.job_id
+    WHERE a.job_id = f.job_id AND a.attempt = f.attempt
+)
+SELECT id FROM held
+"""
+
+# A deploy: the attempt is on record as interrupted, and the budget gets it back.
+_RELEASE = """
+WITH r AS (
+    SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::timestamptz[], $5::float8[])
+        AS r(job_id, attempt, lease, finished_at, duration_ms)
+), held AS (
+    UPDATE millrace_jobs j SET status = 'queued', counted_attempts = j.counted_attempts - 1, lease = j.lease + 1,
+                               run_at = NULL, updated_at = now()
+    FROM r WHERE j.id = r.job_id AND j.lease = r.lease AND j.status = 'in_progress'
+    RETURNING j.id
+), attempts AS (
+    UPDATE millrace_job_attempts a SET finished_at = r.finished_at, duration_ms = r.duration_ms,
+        outcome = 'interrupted', error_type = 'WorkerShutdown',
+        error_message = 'the worker stopped before the attempt ended; the job went back to its queue'
+    FROM r JOIN held ON held.id = r.job_id
+    WHERE a.job_id = r.job_id AND a.attempt = r.attempt
+)
+SELECT id FROM held
+"""
+
+
+async def claim(conn: Executor, requests: Sequence[ClaimRequest]) -> dict[str, Claimed]:
+    """Claim each job for its worker; the jobs granted, by id. One request per job id per call."""
+    rows = await conn.fetch(
+        _CLAIM,
+        [r.job_id for r in requests],
+        [r.queue for r in requests],
+        [r.function for r in requests],
+        [r.args for r in requests],
+        [r.enqueued_at for r in requests],
+        [r.worker for r in requests],
+    )
+    return {
+        row["id"]: Claimed(attempt=row["attempts"], counted_attempts=row["counted_attempts"], lease=row["lease"])
+        for row in rows
+    }
+
+
+async def statuses(conn: Executor, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+    """Why claims were refused: the status each job has now."""
+    rows = await conn.fetch("SELECT id, status FROM millrace_jobs WHERE id = ANY($1::text[])", list(job_ids))
+    return {row["id"]: row["status"] for row in rows}
+
+
+async def finish(conn: Executor, finishes: Sequence[AttemptFinished]) -> set[str]:
+    """Apply each finish that still holds its lease; returns the ids applied (the rest were fenced off)."""
+    rows = await conn.fetch(_FINISH, *_finish_columns(finishes))
+    return {row["id"] for row in rows}
+
+
+async def release(conn: Executor, releases: Sequence[AttemptReleased]) -> set[str]:
+    """Hand jobs back to their queue without spending an attempt; returns the ids released."""
+    rows = await conn.fetch(
+        _RELEASE,
+        [r.job_id for r in releases],
+        [r.attempt for r in releases],
+        [r.lease for r in releases],
+        [r.finished_at for r in releases],
+        [r.duration_ms for r in releases],
+    )
+    return {row["id"] for row in rows}
+
+
+def _finish_columns(finishes: Sequence[AttemptFinished]) -> list[list[Any]]:
+    return [
+        [f.job_id for f in finishes],
+        [f.attempt for f in finishes],
+        [f.lease for f in finishes],
+        [f.outcome for f in finishes],
+        [f.status for f in finishes],
+        [f.finished_at for f in finishes],
+        [f.duration_ms for f in finishes],
+        [f.error_type for f in finishes],
+        [storable_text(f.error_message, 4000) for f in finishes],
+        [storable_text(f.traceback, 20000) for f in finishes],
+        [f.retry_at for f in finishes],
+    ]
+
+
+async def hold_lease(conn: Executor, job_id: str, lease: int) -> bool:
+    """Whether the attempt under `lease` still holds the job; inside a transaction, the job's row stays
+    locked (shared) until it ends, so that nothing hands the job on between this check and the commit."""
+    held = await conn.fetchval("SELECT true FROM millrace_jobs WHERE id = $1 AND lease = $2 FOR SHARE", job_id, lease)
+    return bool(held)

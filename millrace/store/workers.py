@@ -1,0 +1,141 @@
+"""Worker processes: registered at start, beating their heart, declared dead, and their jobs handed on.
+
+PostgreSQL's clock judges every heartbeat, so the workers' own clocks do not matter. A worker is live
+while it has beaten its heart within its own `silent_after_s`, and, past two of its heartbeat
+intervals, only if it still holds its session's advisory lock: a process that dies closes its
+socket, PostgreSQL ends the session and frees the lock, and the worker is known dead within seconds
+instead of waiting out the whole silence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from millrace.records import OutboxEntry
+from millrace.store.pool import Executor
+
+#: the first key of every worker's advisory lock ("mr"); the second is the worker's lock_key
+WORKER_LOCK_CLASS = 0x6D72
+
+#: the liveness rule, for a row `w` of millrace_workers
+LIVE_WORKER_SQL = f"""(w.stopped_at IS NULL
+    AND w.heartbeat_at > now() - make_interval(secs => w.silent_after_s)
+    AND (w.heartbeat_at > now() - make_interval(secs => 2 * w.heartbeat_interval_s)
+         OR EXISTS (SELECT 1 FROM pg_locks l
+                    WHERE l.locktype = 'advisory' AND l.classid = {WORKER_LOCK_CLASS}
+                      AND l.objid = w.lock_key::oid AND l.objsubid = 2 AND l.granted)))"""
+
+_REGISTER = """
+INSERT INTO millrace_workers (id, queue, host, pid, version, lock_key, heartbeat_interval_s, silent_after_s)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"""
+
+# One statement a heartbeat: this worker's beat and, when asked, the reaping of the dead ones' jobs.
+_BEAT_AND_REAP = f"""
+WITH beat AS (
+    -- a worker declared dead by mistake (cut off, frozen) comes back to life; its old leases stay void
+    UPDATE millrace_workers SET heartbeat_at = now(), running = $2, jobs_done = $3, stopped_at = NULL,
+                                stop_reason = NULL
+    WHERE id = $1 RETURNING id
+), dead AS (
+    UPDATE millrace_workers w SET stopped_at = now(), stop_reason = 'silent'
+    WHERE $4 AND w.id <> $1 AND w.stopped_at IS NULL AND NOT {LIVE_WORKER_SQL}
+    RETURNING w.id
+), reaped AS (
+    UPDATE millrace_jobs j SET status = 'queued', lease = j.lease + 1, run_at = NULL, updated_at = now()
+    WHERE $4 AND j.status = 'in_progress' AND j.worker IS DISTINCT FROM $1
+      AND NOT EXISTS (SELECT 1 FROM millrace_workers w WHERE w.id = j.worker AND {LIVE_WORKER_SQL})
+    RETURNING j.id, j.queue, j.function, j.args, j.attempt_base, j.enqueued_at, j.attempts, j.worker
+), lost AS (
+    UPDATE millrace_job_attempts a SET outcome = 'lost', error_type = 'WorkerLost',
+        error_message = 'worker ' || coalesce(reaped.worker, '?') || ' went silent; the job was handed on'
+    FROM reaped WHERE a.job_id = reaped.id AND a.attempt = reaped.attempts AND a.outcome IS NULL
+)
+SELECT (SELECT count(*) FROM beat) AS beaten, (SELECT count(*) FROM dead) AS declared_dead,
+       id AS job_id, queue, function, args, attempt_base, enqueued_at
+FROM (SELECT 1) one LEFT JOIN reaped ON true
+"""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerRow:
+    id: str
+    queue: str
+    host: str
+    pid: int
+    version: str
+    lock_key: int
+    heartbeat_interval_s: float
+    silent_after_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Beat:
+    #: False when this worker's row is gone (pruned): it must register again
+    registered: bool
+    declared_dead: int
+    #: jobs taken from dead workers, to put back in Redis
+    reaped: list[OutboxEntry]
+
+
+async def register(conn: Executor, worker: WorkerRow) -> None:
+    await conn.execute(
+        _REGISTER,
+        worker.id,
+        worker.queue,
+        worker.host,
+        worker.pid,
+        worker.version,
+        worker.lock_key,
+        worker.heartbeat_interval_s,
+        worker.silent_after_s,
+    )
+
+
+async def beat(conn: Executor, worker_id: str, *, running: int, jobs_done: int, reap: bool) -> Beat:
+    rows = await conn.fetch(_BEAT_AND_REAP, worker_id, running, jobs_done, reap)
+    reaped = [
+        OutboxEntry(
+            job_id=r["job_id"],
+            queue=r["queue"],
+            function=r["function"],
+            args=r["args"],
+            attempt_base=r["attempt_base"],
+            run_at=None,
+            enqueued_at=r["enqueued_at"],
+        )
+        for r in rows
+        if r["job_id"] is not None
+    ]
+    return Beat(registered=rows[0]["beaten"] > 0, declared_dead=rows[0]["declared_dead"], reaped=reaped)
+
+
+async def mark_stopped(conn: Executor, worker_id: str, reason: str) -> None:
+    await conn.execute(
+        "UPDATE millrace_workers SET stopped_at = now(), stop_reason = $2 WHERE id = $1", worker_id, reason
+    )
+
+
+async def record_stall(
+    conn: Executor, worker_id: str, *, job_id: str | None, attempt: int | None, message: str, stack: str
+) -> None:
+    """The watchdog's last words: the attempt that blocked the event loop, and the worker stopped.
+
+    The attempt stays counted, as a lost one: a job that blocks every worker it lands on ends dead.
+    """
+    if job_id is not None:
+        await conn.execute(
+            """UPDATE millrace_job_attempts SET outcome = 'lost', finished_at = now(),
+                      error_type = 'EventLoopBlocked', error_message = $3, traceback = $4
+               WHERE job_id = $1 AND attempt = $2 AND outcome IS NULL""",
+            job_id,
+            attempt,
+            message,
+            stack,
+        )
+        await conn.execute(
+            """UPDATE millrace_jobs SET last_error_type = 'EventLoopBlocked', last_error = $2, updated_at = now()
+               WHERE id = $1""",
+            job_id,
+            message,
+        )
+    await mark_stopped(conn, worker_id, "event_loop_blocked")

@@ -1,0 +1,161 @@
+"""Attempts under a lease: claimed before a body runs, finished or handed back only with their lease."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import UTC, datetime
+
+from millrace import Pool, store
+from millrace.recorder import RecordWriter
+from millrace.records import AttemptFinished, AttemptReleased, Claimed, ClaimRequest, JobStatus, Outcome
+from millrace.store.workers import WorkerRow
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def request(job_id: str, worker: str = "w1") -> ClaimRequest:
+    return ClaimRequest(job_id=job_id, queue="q", function="f", args={"n": 1}, enqueued_at=NOW, worker=worker)
+
+
+def finished(
+    claim: Claimed, job_id: str, outcome: Outcome, status: JobStatus, *, lease: int | None = None
+) -> AttemptFinished:
+    return AttemptFinished(
+        job_id=job_id,
+        attempt=claim.attempt,
+        lease=claim.lease if lease is None else lease,
+        outcome=outcome,
+        status=status,
+        finished_at=NOW,
+        duration_ms=1.5,
+        error_type=None if outcome == "succeeded" else "ConnectionError",
+        error_message=None if outcome == "succeeded" else "down",
+    )
+
+
+async def register(pool: Pool, worker_id: str, *, heartbeat_interval_s: float = 2, silent_after_s: float = 10) -> None:
+    row = WorkerRow(
+        id=worker_id,
+        queue="q",
+        host="h",
+        pid=1,
+        version="t",
+        lock_key=1,
+        heartbeat_interval_s=heartbeat_interval_s,
+        silent_after_s=silent_after_s,
+    )
+    await store.workers.register(pool, row)
+
+
+async def claim_one(pool: Pool, job_id: str, worker: str = "w1") -> Claimed | None:
+    return (await store.attempts.claim(pool, [request(job_id, worker)])).get(job_id)
+
+
+async def test_a_claim_creates_a_missing_record_and_counts_the_attempt(pool: Pool) -> None:
+    await register(pool, "w1")
+    claim = await claim_one(pool, "a")
+    assert claim == Claimed(attempt=1, counted_attempts=1, lease=1)
+    job = await store.jobs.get_job(pool, "a")
+    assert (job.status, job.attempts, job.worker) == ("in_progress", 1, "w1")
+
+
+async def test_a_job_held_by_a_live_worker_is_not_claimed_again(pool: Pool) -> None:
+    await register(pool, "w1")
+    await register(pool, "w2")
+    assert await claim_one(pool, "b", "w1") is not None
+    assert await claim_one(pool, "b", "w2") is None
+
+
+async def test_a_finished_job_is_never_claimed_again(pool: Pool) -> None:
+    """A copy of a finished job (Redis kept it through an outage, or got it back) must not run twice."""
+    await register(pool, "w1")
+    claim = await claim_one(pool, "c")
+    assert claim is not None
+    assert await store.attempts.finish(pool, [finished(claim, "c", "succeeded", "succeeded")]) == {"c"}
+    assert await claim_one(pool, "c") is None
+    assert (await store.attempts.statuses(pool, ["c"])) == {"c": "succeeded"}
+
+
+async def test_a_job_held_by_a_silent_worker_is_taken_over_and_the_old_attempt_is_lost(pool: Pool) -> None:
+    await register(pool, "gone", heartbeat_interval_s=0.05, silent_after_s=0.2)
+    await register(pool, "w2")
+    first = await claim_one(pool, "d", "gone")
+    assert first is not None
+    await asyncio.sleep(0.3)
+    second = await claim_one(pool, "d", "w2")
+    assert second == Claimed(attempt=2, counted_attempts=2, lease=2)
+    attempts = await store.jobs.list_attempts(pool, "d")
+    assert [(a.outcome, a.worker) for a in attempts] == [("lost", "gone"), (None, "w2")]
+
+
+async def test_a_finish_with_a_stale_lease_is_fenced_off(pool: Pool) -> None:
+    """The cut-off worker comes back after its job was handed on: its late result writes nothing."""
+    await register(pool, "gone", heartbeat_interval_s=0.05, silent_after_s=0.2)
+    await register(pool, "w2")
+    stale = await claim_one(pool, "e", "gone")
+    assert stale is not None
+    await asyncio.sleep(0.3)
+    current = await claim_one(pool, "e", "w2")
+    assert current is not None
+    assert await store.attempts.finish(pool, [finished(stale, "e", "succeeded", "succeeded")]) == set()
+    job = await store.jobs.get_job(pool, "e")
+    assert (job.status, job.worker) == ("in_progress", "w2")
+    first = (await store.jobs.list_attempts(pool, "e"))[0]
+    assert (first.outcome, first.error_type) == ("lost", "LeaseLost")
+    assert await store.attempts.finish(pool, [finished(current, "e", "succeeded", "succeeded")]) == {"e"}
+
+
+async def test_a_release_gives_the_attempt_back_to_the_budget(pool: Pool) -> None:
+    await register(pool, "w1")
+    claim = await claim_one(pool, "f")
+    assert claim is not None
+    release = AttemptReleased(job_id="f", attempt=claim.attempt, lease=claim.lease, finished_at=NOW, duration_ms=3)
+    assert await store.attempts.release(pool, [release]) == {"f"}
+    job = await store.jobs.get_job(pool, "f")
+    assert job.status == "queued"
+    again = await claim_one(pool, "f")
+    assert again == Claimed(attempt=2, counted_attempts=1, lease=3)
+    assert [a.outcome for a in await store.jobs.list_attempts(pool, "f")] == ["interrupted", None]
+
+
+async def test_hold_lease_locks_out_a_stale_attempt(pool: Pool) -> None:
+    await register(pool, "w1")
+    claim = await claim_one(pool, "g")
+    assert claim is not None
+    async with pool.acquire() as conn:
+        assert await store.attempts.hold_lease(conn, "g", claim.lease)
+        assert not await store.attempts.hold_lease(conn, "g", claim.lease - 1)
+
+
+async def test_a_nul_byte_in_an_error_message_does_not_block_the_batch(pool: Pool) -> None:
+    await register(pool, "w1")
+    claim = await claim_one(pool, "h")
+    assert claim is not None
+    bad = finished(claim, "h", "dead", "dead")
+    bad = dataclasses.replace(bad, error_message="bad \x00 byte \ud800", traceback="tb \x00")
+    assert await store.attempts.finish(pool, [bad]) == {"h"}
+    assert (await store.jobs.get_job(pool, "h")).last_error == "bad \\0 byte \\ud800"
+
+
+async def test_two_copies_claimed_in_one_batch_give_one_claim(pool: Pool) -> None:
+    await register(pool, "w1")
+    writer = RecordWriter(pool)
+    writer.start()
+    results = await asyncio.gather(writer.claim(request("i")), writer.claim(request("i")))
+    await writer.close()
+    assert sorted(type(r).__name__ for r in results) == ["Claimed", "Refused"]
+
+
+async def test_closing_the_writer_writes_the_batch_in_flight(pool: Pool) -> None:
+    """Shutdown while the last batch is being written, nothing else queued: that batch still lands."""
+    await register(pool, "w1")
+    claim = await claim_one(pool, "j")
+    assert claim is not None
+    writer = RecordWriter(pool)
+    writer.start()
+    finishing = asyncio.create_task(writer.finish(finished(claim, "j", "succeeded", "succeeded")))
+    await asyncio.sleep(0)  # the writer takes the batch: nothing is pending, one write is in flight
+    await writer.close()
+    assert await finishing
+    assert (await store.jobs.get_job(pool, "j")).status == "succeeded"
