@@ -5,8 +5,9 @@ heart every `heartbeat_interval_s`. The same statement reaps: jobs in progress o
 longer live go back to `queued` under a new lease, their attempt on record as lost, and Redis frees
 them from the dead worker's in-progress mark at once, instead of after arq's longest timeout plus 10 s.
 
-A reaper judges others only after beating its own heart without a gap for `silent_after_s`: after an
-outage every worker's last beat is old, and a worker back first must not declare the rest dead.
+A reaper judges others only after beating its own heart without a gap for two of its intervals and a
+second (or `silent_after_s`, if shorter): after an outage every worker's last beat is old, and the
+worker back first must give the others the time to beat again before it declares them dead.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class Liveness:
             silent_after_s=silent_after_s,
         )
         self._running = running
+        self._judge_after_s = min(silent_after_s, 2 * heartbeat_interval_s + 1)
         self._jobs_done = jobs_done
         self._conn: asyncpg.Connection[Any] | None = None
         self._healthy_since: float | None = None
@@ -100,7 +102,7 @@ class Liveness:
         now = time.monotonic()
         if self._healthy_since is None:
             self._healthy_since = now
-        judge = now - self._healthy_since >= self._row.silent_after_s
+        judge = now - self._healthy_since >= self._judge_after_s
         beat = await store.workers.beat(
             self._conn, self._row.id, running=self._running(), jobs_done=self._jobs_done(), reap=judge
         )

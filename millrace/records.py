@@ -43,6 +43,8 @@ class JobRecord:
     job_key: str | None
     status: JobStatus
     attempts: int
+    #: attempts spent from the current budget: lost and failed ones count, those a deploy interrupted do not
+    counted_attempts: int
     attempt_base: int
     run_at: datetime | None
     enqueued_at: datetime

@@ -72,8 +72,16 @@ class Watchdog:
             await asyncio.sleep(self._stall_s / 5)
 
     def _watch(self) -> None:
-        while not self._stopped.wait(min(0.5, self._stall_s / 5)):
-            blocked_s = time.monotonic() - self._last_turn
+        period_s = min(0.5, self._stall_s / 5)
+        last_look = time.monotonic()
+        while not self._stopped.wait(period_s):
+            now = time.monotonic()
+            if now - last_look > self._stall_s / 2:
+                # this thread was held up as well: the whole process was paused (SIGSTOP, a suspended VM),
+                # not the loop blocked by a job; give the loop the time to turn again
+                self._last_turn = now
+            last_look = now
+            blocked_s = now - self._last_turn
             if blocked_s > self._stall_s:
                 self._end(self._stall(blocked_s))
 

@@ -51,8 +51,8 @@ def new_job_columns(jobs: Sequence[NewJob]) -> list[list[Any]]:
     ]
 
 
-_JOB_COLUMNS = """id, queue, function, args, job_key, status, attempts, attempt_base, run_at, enqueued_at,
-    started_at, finished_at, worker, last_error_type, last_error"""
+_JOB_COLUMNS = """id, queue, function, args, job_key, status, attempts, counted_attempts, attempt_base, run_at,
+    enqueued_at, started_at, finished_at, worker, last_error_type, last_error"""
 
 
 def _job(row: asyncpg.Record) -> JobRecord:

@@ -9,6 +9,9 @@ whichever process ran the job.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -124,6 +127,46 @@ async def scheduled_backoff(ctx: JobContext[SampleServices], args: NoArgs) -> No
     await note(ctx, "ran")
     if ctx.attempt < 3:
         raise ConnectionError("provider down")
+
+
+class BlockArgs(JobArgs):
+    seconds: float
+
+
+BLOCK_LOOP = JobRef("block_loop", TESTQ, BlockArgs)
+KILL_OWN_WORKER = JobRef("kill_own_worker", TESTQ, NoArgs)
+GUARDED = JobRef("guarded", TESTQ, SleepArgs)
+POISON_POLICY = RetryPolicy(attempts=2, backoff=fixed(0.05))
+
+
+@job(BLOCK_LOOP, retry=POISON_POLICY, timeout_s=60)
+async def block_loop(ctx: JobContext[SampleServices], args: BlockArgs) -> None:
+    """A blocking call where an await belongs: nothing else runs on the worker meanwhile."""
+    await note(ctx, "start")
+    time.sleep(args.seconds)  # noqa: ASYNC251 -- the point of the job: the watchdog must catch it
+
+
+@job(KILL_OWN_WORKER, retry=POISON_POLICY)
+async def kill_own_worker(ctx: JobContext[SampleServices], args: NoArgs) -> None:
+    """Like a job that segfaults a C extension or exhausts memory: its process dies under it."""
+    await note(ctx, "start")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@job(GUARDED, retry=QUICK_RETRY, timeout_s=30)
+async def guarded(ctx: JobContext[SampleServices], args: SleepArgs) -> None:
+    """Sleeps (a worker may be frozen or cut off meanwhile), then makes its one guarded effect."""
+    await note(ctx, "start")
+    await asyncio.sleep(args.seconds)
+    async with ctx.services.db.acquire() as conn, conn.transaction():
+        await ctx.hold_lease(conn)
+        await conn.execute(
+            "INSERT INTO test_guarded_effects (job_id, attempt, worker) VALUES ($1, $2, $3)",
+            ctx.job_id,
+            ctx.attempt,
+            ctx.worker,
+        )
+    await note(ctx, "end")
 
 
 @cron(queue=TESTQ, schedule=CronSchedule(second=None), missed="run_once")
