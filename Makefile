@@ -6,7 +6,7 @@ TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 TEST_REDIS_URL ?= redis://127.0.0.1:6379
 export TEST_DATABASE_URL TEST_REDIS_URL
 
-.PHONY: install run stop test lint bench clean
+.PHONY: install run stop test lint bench chaos clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -30,6 +30,12 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# Every chaos scenario at full scale, with real processes and private servers; prints a pass line each.
+# `make test` runs the short versions of scenarios 1, 2, 4 and 7.
+chaos: install
+	$(BIN)/python scripts/services.py --database-url $(TEST_DATABASE_URL) --redis-url $(TEST_REDIS_URL)
+	MILLRACE_CHAOS=full $(BIN)/pytest tests/chaos -s -p no:cacheprovider -o timeout=2400
 
 bench: install
 	$(BIN)/python scripts/services.py --database-url $(TEST_DATABASE_URL) --redis-url $(TEST_REDIS_URL)

@@ -4,11 +4,12 @@ arq gives up on a job before calling it when its payload is gone from Redis ("jo
 lost), when it was aborted, or when it has been tried too often; it then stores a failed result, and
 that is all. arq serializes that failed result with the worker's job serializer, which is where we
 hear of it: the serializer notes the job, and a task settles its record. A payload Redis lost is no
-reason to lose a job whose record PostgreSQL keeps: it is pushed again from the record. Anything else
-ends the record dead, with arq's reason, rather than pending for ever with nothing behind it.
+reason to lose a job whose record PostgreSQL keeps: a pending record is pushed again. A job tried more
+often than arq allows, or with no record at all (planted by hand), ends dead with arq's reason rather
+than pending for ever with nothing behind it. A record in progress or final is left to its worker.
 
 A result that arq stores after Millrace's wrapper ran is a success (the wrapper returns normally for
-dead jobs too), so a failed result always means the wrapper did not have its say.
+dead jobs too), unless arq's backstop timeout cut the wrapper short: then the record says what happened.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from millrace.store.pool import Pool
 
 log = structlog.get_logger(__name__)
 
-#: how arq says that a job's payload was not in Redis when its turn came
-_PAYLOAD_LOST = "job expired"
+#: how arq says that it will not try a job again; whatever else made it drop a job (its payload was
+#: gone, or its own timeout cut the wrapper short while PostgreSQL was away), a pending record is
+#: pushed again rather than given up
+_TRIED_TOO_OFTEN = "retries exceeded"
 #: how many times (50 ms apart) to look whether arq has finished with a dropped job's id
 _ARQ_FINISH_POLLS = 100
 
@@ -76,7 +79,7 @@ class DroppedJobs:
         delay_s = 0.1
         while True:
             try:
-                if _PAYLOAD_LOST in reason and await self._push_again(arq_job_id, record_id):
+                if _TRIED_TOO_OFTEN not in reason and await self._push_again(arq_job_id, record_id):
                     return
                 async with self._pool.acquire() as conn:
                     await store.jobs.mark_dropped(

@@ -41,13 +41,14 @@ log = structlog.get_logger("millrace.job")
 
 #: errors no policy can help: the same payload fails the same way every time
 _NEVER_RETRY = (InvalidJobArguments, CorruptPayload, AttemptsExhausted, LeaseLost)
-#: arq's own timeout is only a backstop; ours fires first so that a timeout goes through the policy
-ARQ_TIMEOUT_GRACE_S = 2.0
+#: how long a job waits for PostgreSQL to take its claim before it goes back to Redis, and for how long
+CLAIM_PATIENCE_S = 3.0
+CLAIM_POSTPONE_S = 2.0
+#: arq's own timeout is only a backstop: ours fires first so that a timeout goes through the policy, and
+#: arq's leaves room for the claim's patience and a record written at the second try
+ARQ_TIMEOUT_GRACE_S = CLAIM_PATIENCE_S + 5.0
 #: recording a corrupt payload is one database write
 CORRUPT_TIMEOUT_S = 5.0
-#: how long a job waits for PostgreSQL to take its claim before it goes back to Redis, and for how long
-CLAIM_PATIENCE_S = 5.0
-CLAIM_POSTPONE_S = 2.0
 #: how long a cancelled attempt waits for its hand-back to be written; after that the reaper settles it
 RELEASE_WAIT_S = 5.0
 #: arq refuses to run a job tried this often; the policy decides long before, this only bounds arq
@@ -213,8 +214,11 @@ def _refused(runtime: WorkerRuntime[Any], refused: Refused) -> None:
 async def _run_claimed(
     runtime: WorkerRuntime[Any], attempt: Attempt, body: JobBody, policy: RetryPolicy, timeout_s: float
 ) -> float | None:
-    """Run a claimed attempt and record its end; returns the delay before the next attempt, if any."""
-    started = time.perf_counter()
+    """Run a claimed attempt and record its end; returns the delay before the next attempt, if any.
+
+    The job counts as running here until its end is on record: until then, this worker's heartbeat
+    must not take it for a claim whose answer was lost.
+    """
     task = asyncio.current_task()
     assert task is not None
     intent = attempt.intent
@@ -223,6 +227,17 @@ async def _run_claimed(
     )
     runtime.running_ids.add(intent.record_id)
     try:
+        return await _run_and_record(runtime, attempt, body, policy, timeout_s)
+    finally:
+        del runtime.running[task]
+        runtime.running_ids.discard(intent.record_id)
+
+
+async def _run_and_record(
+    runtime: WorkerRuntime[Any], attempt: Attempt, body: JobBody, policy: RetryPolicy, timeout_s: float
+) -> float | None:
+    started = time.perf_counter()
+    try:
         error = await _run_body(runtime, attempt, body, policy, timeout_s)
     except asyncio.CancelledError:
         # The worker is shutting down: hand the job back, not counted, before arq frees it in Redis for
@@ -230,9 +245,6 @@ async def _run_claimed(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(_release(runtime, attempt, started)), RELEASE_WAIT_S)
         raise
-    finally:
-        del runtime.running[task]
-        runtime.running_ids.discard(intent.record_id)
     duration_ms = (time.perf_counter() - started) * 1000
     outcome, status, retry_in_s = conclude(error, policy, attempt.run_attempt)
     held = await runtime.records.finish(_finished_event(attempt, outcome, status, duration_ms, error, retry_in_s))

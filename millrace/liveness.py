@@ -18,7 +18,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -50,7 +50,7 @@ class Liveness:
         queue: str,
         heartbeat_interval_s: float,
         silent_after_s: float,
-        running: Callable[[], int],
+        running: Callable[[], Collection[str]],
         jobs_done: Callable[[], int],
     ) -> None:
         self._dsn = dsn

@@ -150,7 +150,8 @@ def patient_redis_settings(redis_url: str) -> RedisSettings:
     return dataclasses.replace(
         RedisSettings.from_dsn(redis_url),
         retry=Retry(ExponentialBackoff(cap=REDIS_RETRY_CAP_S, base=0.05), retries=-1),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        # OSError too: redis-py retries a refused connection only when told, and arq's loop would end on it
+        retry_on_error=[RedisConnectionError, RedisTimeoutError, OSError],
         retry_on_timeout=True,
         conn_retries=1_000_000,  # arq's start-up ping: a worker started while Redis is down waits for it
     )
@@ -188,6 +189,7 @@ async def _start_runtime(
     stack.push_async_callback(dropped.close)
     name = worker_name(queue)
     running: dict[asyncio.Task[Any], RunningAttempt] = {}
+    running_ids: set[str] = set()
     records = RecordWriter(pool)
     liveness = Liveness(
         dsn=config.database_url,
@@ -196,7 +198,7 @@ async def _start_runtime(
         queue=queue.name,
         heartbeat_interval_s=config.heartbeat_interval_s,
         silent_after_s=config.silent_after_s,
-        running=lambda: len(running),
+        running=lambda: running_ids,
         jobs_done=lambda: records.finishes_written,
     )
     await liveness.start()
@@ -221,6 +223,7 @@ async def _start_runtime(
         services=app_services,
         recheck_held_s=config.silent_after_s,
         running=running,
+        running_ids=running_ids,
     )
     ctx[RUNTIME_KEY] = runtime
     await cron_catchup.catch_up(runtime, crons, datetime.now(UTC))

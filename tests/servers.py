@@ -26,9 +26,11 @@ def free_port() -> int:
 class PrivateRedis:
     """A redis-server of the test's own on a free port, stopped by its pid."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, append_only: bool = False) -> None:
         self.folder = folder
         self.port = free_port()
+        #: keep an append-only file (fsync every second, Redis's default), so a restart keeps the queue
+        self.append_only = append_only
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -37,7 +39,7 @@ class PrivateRedis:
 
     def start(self) -> None:
         command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-        command += ["--save", "", "--appendonly", "no", "--dir", str(self.folder)]
+        command += ["--save", "", "--appendonly", "yes" if self.append_only else "no", "--dir", str(self.folder)]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

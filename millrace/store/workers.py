@@ -9,6 +9,7 @@ instead of waiting out the whole silence.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from millrace.records import OutboxEntry
@@ -49,11 +50,29 @@ WITH beat AS (
     UPDATE millrace_job_attempts a SET outcome = 'lost', error_type = 'WorkerLost',
         error_message = 'worker ' || coalesce(reaped.worker, '?') || ' went silent; the job was handed on'
     FROM reaped WHERE a.job_id = reaped.id AND a.attempt = reaped.attempts AND a.outcome IS NULL
+), orphaned AS (
+    -- this worker's own claims that nothing here runs: the claim was written, but its answer never
+    -- arrived (PostgreSQL went away in between); the job goes back, the attempt it never made uncounted
+    UPDATE millrace_jobs j SET status = 'queued', counted_attempts = j.counted_attempts - 1, lease = j.lease + 1,
+                               run_at = NULL, updated_at = now()
+    WHERE j.worker = $1 AND j.status = 'in_progress' AND NOT (j.id = ANY($5::text[]))
+      AND j.started_at < now() - make_interval(secs => $6)
+    RETURNING j.id, j.queue, j.function, j.args, j.attempt_base, j.enqueued_at, j.attempts
+), abandoned AS (
+    UPDATE millrace_job_attempts a SET outcome = 'interrupted', finished_at = now(), error_type = 'ClaimAbandoned',
+        error_message = 'the claim was written but its answer was lost; the job went back to its queue'
+    FROM orphaned WHERE a.job_id = orphaned.id AND a.attempt = orphaned.attempts AND a.outcome IS NULL
+), handed AS (
+    SELECT id, queue, function, args, attempt_base, enqueued_at FROM reaped
+    UNION ALL
+    SELECT id, queue, function, args, attempt_base, enqueued_at FROM orphaned
 )
 SELECT (SELECT count(*) FROM beat) AS beaten, (SELECT count(*) FROM dead) AS declared_dead,
        id AS job_id, queue, function, args, attempt_base, enqueued_at
-FROM (SELECT 1) one LEFT JOIN reaped ON true
+FROM (SELECT 1) one LEFT JOIN handed ON true
 """
+#: a claim this old with nothing running it here was lost on its way back (see `orphaned` above)
+ORPHANED_CLAIM_AGE_S = 5.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,7 +92,7 @@ class Beat:
     #: False when this worker's row is gone (pruned): it must register again
     registered: bool
     declared_dead: int
-    #: jobs taken from dead workers, to put back in Redis
+    #: jobs taken from dead workers (or from this worker's lost claims), to put back in Redis
     reaped: list[OutboxEntry]
 
 
@@ -91,8 +110,11 @@ async def register(conn: Executor, worker: WorkerRow) -> None:
     )
 
 
-async def beat(conn: Executor, worker_id: str, *, running: int, jobs_done: int, reap: bool) -> Beat:
-    rows = await conn.fetch(_BEAT_AND_REAP, worker_id, running, jobs_done, reap)
+async def beat(conn: Executor, worker_id: str, *, running: Collection[str], jobs_done: int, reap: bool) -> Beat:
+    """Beat `worker_id`'s heart (it runs the jobs `running` now); reap the dead's jobs if `reap`."""
+    rows = await conn.fetch(
+        _BEAT_AND_REAP, worker_id, len(running), jobs_done, reap, list(running), ORPHANED_CLAIM_AGE_S
+    )
     reaped = [
         OutboxEntry(
             job_id=r["job_id"],

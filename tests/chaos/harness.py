@@ -1,0 +1,89 @@
+"""What the chaos scenarios share: their scale, their load, their checks and their pass lines.
+
+`make test` runs the short version of scenarios 1, 2, 4 and 7; `make chaos` runs every scenario at
+full scale (MILLRACE_CHAOS=full). Each prints one pass line with its figures.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from millrace import JobClient, Pool, store
+from tests.sample import app
+
+FULL = os.environ.get("MILLRACE_CHAOS") == "full"
+
+
+def pick(short: float, full: float) -> float:
+    return full if FULL else short
+
+
+def pass_line(scenario: str, **figures: object) -> None:
+    shown = ", ".join(f"{name}={value}" for name, value in figures.items())
+    print(f"\nCHAOS PASS [{'full' if FULL else 'short'}] {scenario}: {shown}")
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    statuses: Counter[str]
+    max_counted_attempts: int
+    #: guarded effects per job, for the jobs that make one
+    guarded: Counter[str]
+
+    @property
+    def total(self) -> int:
+        return sum(self.statuses.values())
+
+
+async def tally(pool: Pool) -> Tally:
+    rows = await pool.fetch("SELECT status, count(*) AS n, max(counted_attempts) AS m FROM millrace_jobs GROUP BY 1")
+    guarded = await pool.fetch("SELECT job_id, count(*) AS n FROM test_guarded_effects GROUP BY 1")
+    return Tally(
+        statuses=Counter({r["status"]: r["n"] for r in rows}),
+        max_counted_attempts=max((r["m"] for r in rows), default=0),
+        guarded=Counter({r["job_id"]: r["n"] for r in guarded}),
+    )
+
+
+async def enqueue_mixed(client: JobClient, count: int, *, sleep_s: float = 0.02) -> list[str]:
+    """Half jobs with a guarded effect, half that fail once and then succeed."""
+    ids: list[str] = []
+    for n in range(count):
+        if n % 2:
+            ids.append((await client.enqueue(app.GUARDED, app.SleepArgs(seconds=sleep_s))).id)
+        else:
+            ids.append((await client.enqueue(app.FLAKY, app.FlakyArgs(fail_times=1))).id)
+    return ids
+
+
+async def all_final(pool: Pool, expected: int) -> bool:
+    counts = (await tally(pool)).statuses
+    return counts["succeeded"] + counts["dead"] + counts["cancelled"] >= expected
+
+
+async def succeeded_since(pool: Pool, since: float) -> int:
+    """Jobs finished after a moment of time.time(), by their records."""
+    value = await pool.fetchval(
+        "SELECT count(*) FROM millrace_jobs WHERE status = 'succeeded' AND finished_at > to_timestamp($1)", since
+    )
+    return int(value)
+
+
+def elapsed(since: float) -> str:
+    return f"{time.monotonic() - since:.1f}s"
+
+
+async def check_once_each(pool: Pool, ids: list[str]) -> Tally:
+    """Every job succeeded, within its policy, and each guarded effect happened exactly once."""
+    result = await tally(pool)
+    assert result.statuses == Counter({"succeeded": len(ids)}), result.statuses
+    assert result.max_counted_attempts <= app.QUICK_RETRY.attempts
+    guarded_jobs = [i for n, i in enumerate(ids) if n % 2]
+    assert set(result.guarded) == set(guarded_jobs)
+    assert set(result.guarded.values()) == {1}
+    for job_id in ids[:5]:  # spot-check the history of a few
+        assert (await store.jobs.get_job(pool, job_id)).status == "succeeded"
+    return result

@@ -1,0 +1,60 @@
+"""Scenario 7, rolling deploy under load: SIGTERM to every worker in turn, each replaced by a new one."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from millrace import JobClient, Pool
+from tests.chaos.harness import all_final, check_once_each, elapsed, enqueue_mixed, pass_line, pick
+from tests.processes import Process, processes, wait_for
+
+pytestmark = pytest.mark.e2e
+
+JOBS = int(pick(120, 2_000))
+WORKERS = 2
+ROUNDS = int(pick(2, 5))
+
+
+async def test_a_rolling_deploy_loses_nothing_and_counts_no_attempt(
+    client: JobClient, pool: Pool, database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    # each guarded job outlasts the 1 s grace, so that every SIGTERM cuts some short
+    ids = await enqueue_mixed(client, JOBS, sleep_s=1.5)
+    before = await pool.fetchval("SELECT count(*) FROM millrace_job_attempts WHERE outcome = 'interrupted'")
+    assert before == 0
+    async with processes(database_url, redis_url, tmp_path) as start:
+
+        def new_worker() -> Process:
+            return start("arq", "tests.sample.worker.NoCronWorker", SHUTDOWN_GRACE_S="1")
+
+        workers = [new_worker() for _ in range(WORKERS)]
+        began = time.monotonic()
+        for _ in range(ROUNDS):
+            for n, old in enumerate(workers):
+                await asyncio.sleep(1.5)
+                workers[n] = new_worker()  # the new one first, as a rolling deploy does
+                old.stop(timeout_s=20)
+                assert old.popen.returncode == 0, old.output()
+        await wait_for(lambda: all_final(pool, JOBS), timeout_s=180, what=f"{JOBS} jobs to finish")
+        drained = elapsed(began)
+    result = await check_once_each(pool, ids)
+    interrupted = await pool.fetchval("SELECT count(*) FROM millrace_job_attempts WHERE outcome = 'interrupted'")
+    counted = await pool.fetchval(
+        "SELECT count(*) FROM millrace_jobs WHERE counted_attempts > (CASE WHEN function = 'flaky' THEN 2 ELSE 1 END)"
+    )
+    assert counted == 0
+    assert interrupted > 0
+    pass_line(
+        "7 rolling deploy",
+        jobs=JOBS,
+        sigterms=ROUNDS * WORKERS,
+        interrupted_attempts_not_counted=interrupted,
+        attempts_counted_for_the_deploy=counted,
+        lost=0,
+        dead=result.statuses["dead"],
+        drained_in=drained,
+    )
