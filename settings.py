@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     shutdown_grace_s: int = 25
     # How often pending records are compared with Redis, so that what Redis lost is queued again.
     reconcile_interval_s: float = 30.0
+    # Each worker records a heartbeat this often; one silent for SILENT_AFTER_S is dead and its jobs
+    # go to the others (after two missed beats when its process is gone: its database session ended).
+    heartbeat_interval_s: float = Field(default=2.0, gt=0, le=5)
+    silent_after_s: float = Field(default=10.0, gt=0)
+    # A job that blocks a worker's event loop this long ends the process (the supervisor restarts it).
+    event_loop_stall_s: float = Field(default=5.0, gt=0)
 
     email_backend: Literal["eml", "smtp", "http"] = "eml"
     email_from: str = "Millrace <noreply@millrace.local>"
