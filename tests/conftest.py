@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -22,6 +22,7 @@ from millrace.client import JobClient
 from millrace.declare import collect
 from millrace.worker import WorkerConfig, worker_settings
 from tests.sample import app
+from tests.servers import PrivatePostgres
 
 # Admin connection: tests create and drop their own databases through it.
 ADMIN_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -142,6 +143,15 @@ def run_worker(redis_url: str, database_url: str) -> RunWorker:
         return worker
 
     return run
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL cluster of the test's own, for tests that stop it."""
+    server = PrivatePostgres()
+    server.start()
+    yield server
+    server.remove()
 
 
 async def effects(pool: Pool, kind: str | None = None) -> list[dict[str, Any]]:

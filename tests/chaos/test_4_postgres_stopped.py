@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,14 +20,6 @@ pytestmark = pytest.mark.e2e
 JOBS = int(pick(300, 3_000))
 DOWN_S = pick(5, 30)
 HEALTHY_BOUND_S = 60
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[PrivatePostgres]:
-    server = PrivatePostgres()
-    server.start()
-    yield server
-    server.remove()
 
 
 async def test_jobs_ride_out_a_postgres_outage(

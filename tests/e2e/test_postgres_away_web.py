@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 import db
@@ -14,14 +12,6 @@ from tests.servers import PrivatePostgres
 from tests.web.conftest import serving
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[PrivatePostgres]:
-    server = PrivatePostgres()
-    server.start()
-    yield server
-    server.remove()
 
 
 async def test_the_web_process_answers_503_while_postgres_is_away(
