@@ -21,6 +21,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.CannotConnectNowError,  # starting up or shutting down
     asyncpg.AdminShutdownError,
     asyncpg.InterfaceError,  # the connection was closed under us
+    asyncpg.TooManyConnectionsError,  # max_connections reached: capacity comes back, a record must not be dropped
 )
 
 
