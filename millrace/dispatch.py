@@ -160,3 +160,48 @@ async def hand_on(redis: ArqRedis, entries: Sequence[OutboxEntry]) -> int:
         script = redis.register_script(_HAND_ON_LUA)
         handed += int(await script(keys=keys, args=argv))
     return handed
+
+
+# A job arq started on a worker that died before the job's claim reached PostgreSQL: its record is
+# still pending, so the reaper does not know it, and arq would leave it for its whole in-progress
+# timeout. Freed only if the mark is older than a start and a claim take (its time left tells).
+_FREE_STRANDED_LUA = """
+local freed = 0
+for i = 0, (#KEYS / 3) - 1 do
+  local in_progress_key, job_key, queue_key = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]
+  local left = redis.call('PTTL', in_progress_key)
+  if left > 0 and left <= tonumber(ARGV[1]) then
+    redis.call('DEL', in_progress_key)
+    if redis.call('EXISTS', job_key) == 1 then
+      redis.call('ZADD', queue_key, 'NX', ARGV[2], ARGV[i + 3])
+    end
+    freed = freed + 1
+  end
+end
+return freed
+"""
+
+
+async def in_progress_ids(redis: ArqRedis) -> list[str]:
+    """The arq ids that some worker marked as started, of every queue."""
+    prefix = in_progress_key_prefix.encode()
+    found: list[str] = []
+    async for key in redis.scan_iter(match=in_progress_key_prefix + "*", count=1000):
+        found.append(bytes(key).removeprefix(prefix).decode(errors="replace"))
+    return found
+
+
+async def free_stranded(redis: ArqRedis, entries: Sequence[OutboxEntry], *, older_than_left_ms: int) -> int:
+    """Free pending jobs from an in-progress mark with at most `older_than_left_ms` left to live."""
+    freed = 0
+    now_ms = _ms(datetime.now(UTC))
+    for start in range(0, len(entries), _BATCH):
+        keys: list[str] = []
+        ids: list[str] = []
+        for entry in entries[start : start + _BATCH]:
+            redis_id = payload.redis_job_id(entry.job_id, entry.attempt_base)
+            keys += [in_progress_key_prefix + redis_id, job_key_prefix + redis_id, redis_queue_key(entry.queue)]
+            ids.append(redis_id)
+        script = redis.register_script(_FREE_STRANDED_LUA)
+        freed += int(await script(keys=keys, args=[older_than_left_ms, now_ms, *ids]))
+    return freed

@@ -26,7 +26,7 @@ import asyncpg
 import structlog
 from arq.connections import ArqRedis
 
-from millrace import dispatch, store
+from millrace import dispatch, payload, store
 from millrace.outages import OUTAGES
 from millrace.store.workers import WORKER_LOCK_CLASS, WorkerRow
 
@@ -52,6 +52,8 @@ class Liveness:
         silent_after_s: float,
         running: Callable[[], Collection[str]],
         jobs_done: Callable[[], int],
+        in_progress_timeout_s: float,
+        claim_patience_s: float,
     ) -> None:
         self._dsn = dsn
         self._redis = redis
@@ -68,6 +70,12 @@ class Liveness:
         self._running = running
         self._judge_after_s = min(silent_after_s, 2 * heartbeat_interval_s + 1)
         self._jobs_done = jobs_done
+        # an in-progress mark older than this, on a job still pending, is no live worker's: a live one
+        # claims within its patience, and reports what it runs at its next beat
+        stranded_age_s = claim_patience_s + 2 * heartbeat_interval_s
+        self._stranded_after_s = stranded_age_s
+        self._stranded_left_ms = int((in_progress_timeout_s - stranded_age_s) * 1000)
+        self._stranded_sweep_at: float | None = None
         self._conn: asyncpg.Connection[Any] | None = None
         self._healthy_since: float | None = None
         self._task: asyncio.Task[None] | None = None
@@ -110,10 +118,34 @@ class Liveness:
             await store.workers.register(self._conn, self._row)
         if beat.declared_dead:
             log.warning("workers_declared_dead", workers=beat.declared_dead)
+            # what they had started but not yet claimed is stranded in Redis; look once it is old enough
+            self._stranded_sweep_at = now + self._stranded_after_s
         if beat.reaped:
             self.reaped += len(beat.reaped)
             handed = await dispatch.hand_on(self._redis, beat.reaped)
             log.warning("jobs_handed_on", jobs=len(beat.reaped), in_redis=handed)
+        if self._stranded_sweep_at is not None and now >= self._stranded_sweep_at:
+            self._stranded_sweep_at = None
+            await self.free_stranded()
+
+    async def free_stranded(self) -> int:
+        """Free this queue's jobs that a dead worker started in Redis but never claimed in PostgreSQL."""
+        if self._stranded_left_ms <= 0:
+            return 0
+        marked = set(await dispatch.in_progress_ids(self._redis))
+        assert self._conn is not None
+        records = await store.jobs.list_still_pending(self._conn, [payload.record_id_of(i) for i in marked])
+        # only this queue's (the mark's age is judged by its timeout), and only the record's current arq id
+        pending = [
+            entry
+            for entry in records
+            if entry.queue == self._row.queue and payload.redis_job_id(entry.job_id, entry.attempt_base) in marked
+        ]
+        freed = await dispatch.free_stranded(self._redis, pending, older_than_left_ms=self._stranded_left_ms)
+        if freed:
+            self.reaped += freed
+            log.warning("stranded_jobs_freed", jobs=freed)
+        return freed
 
     async def _run(self) -> None:
         while True:

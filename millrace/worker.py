@@ -111,9 +111,12 @@ def worker_settings(
     known = {f.name for f in functions} | {c.name for c in cron_jobs}
 
     dropped = DroppedJobs(queue.name)
+    # arq's own rule: a started job's mark lives as long as the longest timeout of the class, plus 10 s
+    timeouts = [f.timeout_s or 0 for f in functions] + [c.timeout_s or 0 for c in cron_jobs]
+    in_progress_timeout_s = max(timeouts) + 10
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        await _start_runtime(ctx, queue, config, services, crons, dropped)
+        await _start_runtime(ctx, queue, config, services, crons, dropped, in_progress_timeout_s)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         stack: AsyncExitStack | None = ctx.pop(_STACK_KEY, None)
@@ -175,6 +178,7 @@ async def _start_runtime(
     services: ServicesFactory[S],
     crons: Sequence[CronDefinition[S]],
     dropped: DroppedJobs,
+    in_progress_timeout_s: float,
 ) -> None:
     # logging is set up here, not at import: the arq command configures stdlib logging after importing us
     if config.configure_logging:
@@ -200,6 +204,8 @@ async def _start_runtime(
         silent_after_s=config.silent_after_s,
         running=lambda: running_ids,
         jobs_done=lambda: records.finishes_written,
+        in_progress_timeout_s=in_progress_timeout_s,
+        claim_patience_s=execution.CLAIM_PATIENCE_S,
     )
     await liveness.start()
     # The stack unwinds backwards: the record writer writes the last hand-backs, then the worker is

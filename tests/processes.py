@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -51,9 +52,10 @@ async def processes(database_url: str, redis_url: str, folder: Path) -> AsyncIte
     """Start processes with the test's own DATABASE_URL and REDIS_URL; all are stopped on the way out."""
     started: list[Process] = []
 
-    def start(*command: str, **extra_env: str) -> Process:
+    def start(*command: str, wrap: Sequence[str] = (), **extra_env: str) -> Process:
+        """`python -m command`, run through `wrap` if given (`ip netns exec NAME`, say)."""
         env = {**service_env(database_url, redis_url), **extra_env}
-        process = Process([sys.executable, "-m", *command], env, folder / f"process-{len(started)}.log")
+        process = Process([*wrap, sys.executable, "-m", *command], env, folder / f"process-{len(started)}.log")
         started.append(process)
         return process
 
@@ -76,3 +78,34 @@ async def wait_for(condition: Callable[[], object], *, timeout_s: float, what: s
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+class Supervisor:
+    """A supervisor's restart policy (systemd's Restart=always): `copies` processes of one command, each
+    started again when it dies, with the exit statuses of the deaths kept."""
+
+    def __init__(self, start: ProcessFactory, *command: str, copies: int = 1, **env: str) -> None:
+        self._start = start
+        self._command = command
+        self._env = env
+        self.processes = [start(*command, **env) for _ in range(copies)]
+        self.deaths: list[int] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Supervisor:
+        self._task = asyncio.create_task(self._watch())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _watch(self) -> None:
+        while True:
+            for index, process in enumerate(self.processes):
+                if process.popen.poll() is not None:
+                    self.deaths.append(process.popen.returncode)
+                    self.processes[index] = self._start(*self._command, **self._env)
+            await asyncio.sleep(0.1)

@@ -3,7 +3,6 @@ reaches one final state, within its policy's attempts, and no guarded effect hap
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import os
 import signal
@@ -15,7 +14,7 @@ import pytest
 from millrace import JobClient, NoArgs, Pool, store
 from millrace.records import JobRecord
 from tests.conftest import effects
-from tests.processes import Process, ProcessFactory, processes, wait_for
+from tests.processes import Process, Supervisor, processes, wait_for
 from tests.sample import app
 
 pytestmark = pytest.mark.e2e
@@ -121,16 +120,6 @@ async def _starts(pool: Pool, n: int) -> bool:
     return len(await effects(pool, "start")) >= n
 
 
-async def supervise(start: ProcessFactory, stop: asyncio.Event, deaths: list[int]) -> None:
-    """A supervisor's restart policy: a worker that dies is started again."""
-    worker = start("arq", "tests.sample.worker.NoCronWorker")
-    while not stop.is_set():
-        if worker.popen.poll() is not None:
-            deaths.append(worker.popen.returncode)
-            worker = start("arq", "tests.sample.worker.NoCronWorker")
-        await asyncio.sleep(0.1)
-
-
 @pytest.mark.parametrize(
     ("poison", "exit_status", "error_type"),
     [("kills its worker", -signal.SIGKILL, "WorkerLost"), ("blocks the event loop", 70, "EventLoopBlocked")],
@@ -149,17 +138,14 @@ async def test_a_poison_job_is_counted_in_postgresql_and_ends_dead_after_its_att
         enqueued = await client.enqueue(app.KILL_OWN_WORKER, NoArgs())
     else:
         enqueued = await client.enqueue(app.BLOCK_LOOP, app.BlockArgs(seconds=60))
-    deaths: list[int] = []
-    stop = asyncio.Event()
-    async with processes(database_url, redis_url, tmp_path) as start:
-        supervisor = asyncio.create_task(supervise(start, stop, deaths))
-        try:
-            await status_is(pool, enqueued.id, "dead", timeout_s=60, what="the poison to end dead")
-            normal = await client.enqueue(app.NOOP, NoArgs())
-            await status_is(pool, normal.id, "succeeded", timeout_s=20, what="a normal job after the poison")
-        finally:
-            stop.set()
-            await supervisor
+    async with (
+        processes(database_url, redis_url, tmp_path) as start,
+        Supervisor(start, "arq", "tests.sample.worker.NoCronWorker") as supervisor,
+    ):
+        await status_is(pool, enqueued.id, "dead", timeout_s=60, what="the poison to end dead")
+        normal = await client.enqueue(app.NOOP, NoArgs())
+        await status_is(pool, normal.id, "succeeded", timeout_s=20, what="a normal job after the poison")
+    deaths = supervisor.deaths
     record = await job(pool, enqueued.id)
     attempts = await store.jobs.list_attempts(pool, enqueued.id)
     assert (record.last_error_type, record.counted_attempts) == ("AttemptsExhausted", 3)

@@ -1,0 +1,77 @@
+"""Jobs a dead worker started in Redis but never claimed in PostgreSQL are freed at once, not after
+arq's in-progress timeout; nothing a live worker may still be claiming is touched."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from arq.constants import in_progress_key_prefix
+
+from millrace import JobClient, NoArgs, Pool
+from millrace.liveness import Liveness
+from millrace.queues import redis_queue_key
+from tests.sample import app
+
+IN_PROGRESS_TIMEOUT_S = 300.0
+CLAIM_PATIENCE_S = 3.0
+HEARTBEAT_S = 0.5
+
+
+@pytest.fixture
+async def liveness(client: JobClient, database_url: str) -> AsyncIterator[Liveness]:
+    checker = Liveness(
+        dsn=database_url,
+        redis=client.redis,
+        worker_id="test:1:testq:stranded",
+        queue=app.TESTQ.name,
+        heartbeat_interval_s=HEARTBEAT_S,
+        silent_after_s=3,
+        running=lambda: (),
+        jobs_done=lambda: 0,
+        in_progress_timeout_s=IN_PROGRESS_TIMEOUT_S,
+        claim_patience_s=CLAIM_PATIENCE_S,
+    )
+    await checker.start()
+    yield checker
+    await checker.close()
+
+
+async def mark_started(client: JobClient, job_id: str, *, age_s: float) -> None:
+    """What arq writes when a worker starts a job: an in-progress mark, living its timeout from then."""
+    left_ms = int((IN_PROGRESS_TIMEOUT_S - age_s) * 1000)
+    await client.redis.psetex(in_progress_key_prefix + job_id, left_ms, b"1")
+
+
+async def test_an_old_mark_on_a_pending_job_is_freed_and_young_or_final_ones_are_kept(
+    client: JobClient, pool: Pool, liveness: Liveness
+) -> None:
+    stranded = await client.enqueue(app.NOOP, NoArgs())
+    just_started = await client.enqueue(app.NOOP, NoArgs())
+    finished = await client.enqueue(app.NOOP, NoArgs())
+    await pool.execute("UPDATE millrace_jobs SET status = 'succeeded' WHERE id = $1", finished.id)
+    await mark_started(client, stranded.id, age_s=30)
+    await mark_started(client, just_started.id, age_s=1)  # a live worker may be claiming it right now
+    await mark_started(client, finished.id, age_s=30)
+
+    assert await liveness.free_stranded() == 1
+
+    assert not await client.redis.exists(in_progress_key_prefix + stranded.id)
+    assert await client.redis.zscore(redis_queue_key(app.TESTQ.name), stranded.id) is not None
+    assert await client.redis.exists(in_progress_key_prefix + just_started.id)
+    assert await client.redis.exists(in_progress_key_prefix + finished.id)
+
+
+async def test_a_mark_of_an_older_budget_or_another_queue_is_left_alone(
+    client: JobClient, pool: Pool, liveness: Liveness
+) -> None:
+    retried = await client.enqueue(app.NOOP, NoArgs())
+    # a dead-letter retry gave the job a new arq id; the old id's mark is not this record's run
+    await pool.execute("UPDATE millrace_jobs SET attempt_base = 3 WHERE id = $1", retried.id)
+    other_queue = await client.enqueue(app.NOOP, NoArgs())
+    await pool.execute("UPDATE millrace_jobs SET queue = 'elsewhere' WHERE id = $1", other_queue.id)
+    await mark_started(client, retried.id, age_s=30)
+    await mark_started(client, other_queue.id, age_s=30)
+
+    assert await liveness.free_stranded() == 0
+    assert await client.redis.exists(in_progress_key_prefix + retried.id, in_progress_key_prefix + other_queue.id) == 2
