@@ -26,8 +26,10 @@ def free_port() -> int:
 class PrivateRedis:
     """A redis-server of the test's own on a free port, stopped by its pid."""
 
-    def __init__(self, folder: Path, *, append_only: bool = False) -> None:
+    def __init__(self, folder: Path, *, append_only: bool = False, host: str = "127.0.0.1") -> None:
         self.folder = folder
+        #: where its clients reach it; it listens on loopback too
+        self.host = host
         self.port = free_port()
         #: keep an append-only file (fsync every second, Redis's default), so a restart keeps the queue
         self.append_only = append_only
@@ -35,16 +37,18 @@ class PrivateRedis:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def start(self) -> None:
-        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        command = ["redis-server", "--port", str(self.port), "--bind", *sorted({"127.0.0.1", self.host})]
         command += ["--save", "", "--appendonly", "yes" if self.append_only else "no", "--dir", str(self.folder)]
+        if self.host != "127.0.0.1":  # a test host's clients come from its own address, which protected mode refuses
+            command += ["--protected-mode", "no"]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                with socket.create_connection((self.host, self.port), timeout=0.2):
                     return
             except OSError:
                 time.sleep(0.05)
@@ -60,7 +64,9 @@ class PrivateRedis:
 class PrivatePostgres:
     """A PostgreSQL cluster of the test's own, on a free port, stopped and started by its postmaster's pid."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, host: str = "127.0.0.1") -> None:
+        #: where its clients reach it; it listens on loopback too, and trusts every client (a test server)
+        self.host = host
         # not under pytest's tmp_path: the `postgres` user must be able to reach the folder
         self.folder = Path(tempfile.mkdtemp(prefix="millrace-pg-"))
         self.data = self.folder / "data"
@@ -73,13 +79,17 @@ class PrivatePostgres:
             check=True,
             stdout=subprocess.DEVNULL,
         )
+        if host != "127.0.0.1":
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {host}/24 trust\n")
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        return f"postgresql://postgres@{self.host}:{self.port}/postgres"
 
     def start(self) -> None:
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
+        listen = ",".join(sorted({"127.0.0.1", self.host}))
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses={listen}"
         log = str(self.folder / "postgres.log")
         subprocess.run(
             as_postgres_user([_bin("pg_ctl"), "-D", str(self.data), "-l", log, "-o", options, "-w", "start"]),

@@ -11,10 +11,16 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
+import pytest
+
 from millrace import JobClient, Pool, store
 from tests.sample import app
 
 FULL = os.environ.get("MILLRACE_CHAOS") == "full"
+#: the scenarios that run only in `make chaos` (or with MILLRACE_CHAOS=short, to try them quickly)
+chaos_only = pytest.mark.skipif(
+    not os.environ.get("MILLRACE_CHAOS"), reason="a `make chaos` scenario; MILLRACE_CHAOS=short runs it small"
+)
 
 
 def pick(short: float, full: float) -> float:
