@@ -54,11 +54,17 @@ def platform_env(smtp_port: int, providers: Providers, web_port: int, email_back
 
 @asynccontextmanager
 async def running_platform(
-    database_url: str, redis_url: str, folder: Path, *, email_backend: str = "smtp", worker_copies: int = 1
+    database_url: str,
+    redis_url: str,
+    folder: Path,
+    *,
+    email_backend: str = "smtp",
+    worker_copies: int = 1,
+    extra_env: dict[str, str] | None = None,
 ) -> AsyncIterator[Platform]:
     web_port = free_port()
     with smtp_server() as (mailbox, smtp_port), provider_server() as providers:
-        env = platform_env(smtp_port, providers, web_port, email_backend)
+        env = platform_env(smtp_port, providers, web_port, email_backend) | (extra_env or {})
         async with processes(database_url, redis_url, folder) as start:
             workers = [
                 start("arq", f"jobs.worker.{name}", **env) for name in WORKER_CLASSES for _ in range(worker_copies)
