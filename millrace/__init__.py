@@ -32,6 +32,7 @@ from millrace.errors import (
     NotFound,
     RetryAfter,
 )
+from millrace.limits import RateLimit
 from millrace.logs import LogFormat, configure_logging
 from millrace.maintenance import PruneJobRecordsArgs
 from millrace.outages import OUTAGES
@@ -79,6 +80,7 @@ __all__ = [
     "Pool",
     "PruneJobRecordsArgs",
     "Queue",
+    "RateLimit",
     "RetryAfter",
     "RetryPolicy",
     "ServicesFactory",

@@ -12,6 +12,7 @@ from pydantic_core import PydanticCustomError
 
 from millrace.context import JobContext
 from millrace.errors import InvalidJobArguments
+from millrace.limits import RateLimit
 from millrace.queues import Queue
 from millrace.retry import NO_RETRY, RetryPolicy
 from millrace.text import unstorable_text
@@ -84,6 +85,7 @@ class JobDefinition(Generic[S, A]):
     run: Callable[[JobContext[S], A], Awaitable[None]]
     retry: RetryPolicy
     timeout_s: float
+    rate_limit: RateLimit | None = None
 
     @property
     def name(self) -> str:
@@ -91,12 +93,19 @@ class JobDefinition(Generic[S, A]):
 
 
 def job(
-    ref: JobRef[A], *, retry: RetryPolicy = NO_RETRY, timeout_s: float | None = None
+    ref: JobRef[A],
+    *,
+    retry: RetryPolicy = NO_RETRY,
+    timeout_s: float | None = None,
+    rate_limit: RateLimit | None = None,
 ) -> Callable[[Callable[[JobContext[S], A], Awaitable[None]]], JobDefinition[S, A]]:
-    """Bind a job body to its reference, with its retry policy and timeout (default: the queue's)."""
+    """Bind a job body to its reference, with its retry policy, timeout (default: the queue's) and the
+    rate limit its starts share with every worker."""
 
     def declare(run: Callable[[JobContext[S], A], Awaitable[None]]) -> JobDefinition[S, A]:
-        return JobDefinition(ref=ref, run=run, retry=retry, timeout_s=timeout_s or ref.queue.timeout_s)
+        return JobDefinition(
+            ref=ref, run=run, retry=retry, timeout_s=timeout_s or ref.queue.timeout_s, rate_limit=rate_limit
+        )
 
     return declare
 

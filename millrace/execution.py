@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -19,10 +20,12 @@ from typing import Any
 import arq.worker
 import structlog
 
-from millrace import payload, store
+from millrace import limits, payload, store
 from millrace.context import JobContext
 from millrace.declare import CronDefinition, JobDefinition
 from millrace.errors import AttemptsExhausted, CorruptPayload, InvalidJobArguments, JobTimedOut, LeaseLost
+from millrace.limits import RateLimit
+from millrace.outages import OUTAGES
 from millrace.records import (
     FINAL_STATUSES,
     AttemptFinished,
@@ -44,9 +47,11 @@ _NEVER_RETRY = (InvalidJobArguments, CorruptPayload, AttemptsExhausted, LeaseLos
 #: how long a job waits for PostgreSQL to take its claim before it goes back to Redis, and for how long
 CLAIM_PATIENCE_S = 3.0
 CLAIM_POSTPONE_S = 2.0
+#: a rate-limited job sleeps for a slot due within this long; a later one sends it back to Redis
+RATE_LIMIT_MAX_WAIT_S = 1.0
 #: arq's own timeout is only a backstop: ours fires first so that a timeout goes through the policy, and
-#: arq's leaves room for the claim's patience and a record written at the second try
-ARQ_TIMEOUT_GRACE_S = CLAIM_PATIENCE_S + 5.0
+#: arq's leaves room for a rate limit's wait, the claim's patience and a record written at the second try
+ARQ_TIMEOUT_GRACE_S = RATE_LIMIT_MAX_WAIT_S + CLAIM_PATIENCE_S + 5.0
 #: recording a corrupt payload is one database write
 CORRUPT_TIMEOUT_S = 5.0
 #: how long a cancelled attempt waits for its hand-back to be written; after that the reaper settles it
@@ -117,6 +122,8 @@ def job_handler(definition: JobDefinition[Any, Any]) -> Callable[..., Awaitable[
             tick_at=None,
             args=parsed.args,
         )
+        if definition.rate_limit is not None:
+            await wait_for_slot(arq_job.runtime, definition.rate_limit)
         await run_attempt(arq_job.runtime, intent, body, definition.retry, definition.timeout_s)
 
     handle.__qualname__ = definition.name
@@ -152,6 +159,21 @@ def cron_handler(definition: CronDefinition[Any]) -> Callable[..., Awaitable[Non
 
     handle.__qualname__ = definition.name
     return handle
+
+
+async def wait_for_slot(runtime: WorkerRuntime[Any], limit: RateLimit) -> None:
+    """Start within `limit`: sleep for a slot due soon, or go back to Redis until a later one (no attempt spent)."""
+    try:
+        slot = await limits.take(runtime.jobs.redis, limit, max_wait_s=RATE_LIMIT_MAX_WAIT_S)
+    except OUTAGES as error:
+        log.warning("job_rate_limit_unknown", limit=limit.name, error=repr(error), retry_in_s=CLAIM_POSTPONE_S)
+        raise arq.worker.Retry(defer=CLAIM_POSTPONE_S) from error
+    if not slot.reserved:
+        # spread out, so that a backlog does not come back all at once to ask again
+        retry_in_s = slot.wait_s * random.uniform(1.0, 1.5)
+        log.info("job_rate_limited", limit=limit.name, retry_in_s=round(retry_in_s, 3))
+        raise arq.worker.Retry(defer=retry_in_s)
+    await asyncio.sleep(slot.wait_s)
 
 
 def tick_of(arq_job_id: str) -> datetime:

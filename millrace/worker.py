@@ -205,7 +205,7 @@ async def _start_runtime(
         running=lambda: running_ids,
         jobs_done=lambda: records.finishes_written,
         in_progress_timeout_s=in_progress_timeout_s,
-        claim_patience_s=execution.CLAIM_PATIENCE_S,
+        claim_patience_s=execution.RATE_LIMIT_MAX_WAIT_S + execution.CLAIM_PATIENCE_S,
     )
     await liveness.start()
     # The stack unwinds backwards: the record writer writes the last hand-backs, then the worker is

@@ -39,6 +39,8 @@ class Providers:
     #: (provider, path, JSON body, answered status) for every request, in arrival order
     requests: list[tuple[str, str, Any, int]] = field(default_factory=list)
     crm_contacts: dict[str, Any] = field(default_factory=dict)
+    #: (provider, time.monotonic()) of every request's arrival, for rate checks
+    arrivals: list[tuple[str, float]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def url(self, provider: str) -> str:
@@ -64,6 +66,8 @@ class Providers:
 
     async def handle(self, request: Request) -> Response:
         provider = request.path_params["provider"]
+        with self._lock:
+            self.arrivals.append((provider, time.monotonic()))
         fault = self.faults[provider]
         body = await request.json() if await request.body() else None
         if fault.hang_s:

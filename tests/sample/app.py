@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
 
+import httpx
 import structlog
 
 from millrace import (
@@ -29,6 +30,7 @@ from millrace import (
     NoArgs,
     Pool,
     Queue,
+    RateLimit,
     RetryAfter,
     RetryPolicy,
     cron,
@@ -167,6 +169,27 @@ async def guarded(ctx: JobContext[SampleServices], args: SleepArgs) -> None:
             ctx.worker,
         )
     await note(ctx, "end")
+
+
+class CallArgs(JobArgs):
+    url: str
+
+
+CALL_PROVIDER = JobRef("call_provider", TESTQ, CallArgs)
+#: the provider's limit, shared by every worker process
+PROVIDER_LIMIT = RateLimit("sample-provider", calls=20, per_s=1.0)
+#: long enough to outlast a five-minute outage: 0.5 s doubling to 30 s, twenty attempts
+STORM_POLICY = RetryPolicy(attempts=20, backoff=exponential(first_s=0.5, factor=2, cap_s=30, jitter=0.2))
+
+
+@job(CALL_PROVIDER, retry=STORM_POLICY, rate_limit=PROVIDER_LIMIT, timeout_s=10)
+async def call_provider(ctx: JobContext[SampleServices], args: CallArgs) -> None:
+    await note(ctx, "call")
+    async with httpx.AsyncClient(timeout=2) as http:
+        response = await http.post(args.url, json={"job_id": ctx.job_id, "attempt": ctx.attempt})
+    if response.status_code >= 500:
+        raise ConnectionError(f"the provider answered {response.status_code}")
+    response.raise_for_status()
 
 
 @cron(queue=TESTQ, schedule=CronSchedule(second=None), missed="run_once")

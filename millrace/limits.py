@@ -1,0 +1,71 @@
+"""Rate limits that hold across every worker process: a fragile provider sees at most `calls` starts per
+`per_s` seconds, however many workers run.
+
+The rule is GCRA (the generic cell rate algorithm, as in ATM networks and redis-cell): Redis keeps one
+number per limit, the theoretical arrival time of the next call, and one script moves it. The time is
+Redis's own (`TIME`), so the workers' clocks do not matter. A job takes its slot before its claim: a
+job held back has spent no attempt. A slot due soon is reserved and slept for; a later one is not
+reserved, and the job goes back to Redis until about then, so a backlog waits in the queue, not in a
+loop that asks again and again.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from arq.connections import ArqRedis
+
+_KEY_PREFIX = "millrace:rate:"
+
+_TAKE_LUA = """
+local now = redis.call('TIME')
+now = tonumber(now[1]) * 1000 + tonumber(now[2]) / 1000
+local emission, tolerance, max_wait = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local wait = tat - tolerance - now
+if wait < 0 then wait = 0 end
+if wait > max_wait then
+  return {0, math.ceil(wait)}
+end
+local next_tat = tat + emission
+redis.call('SET', KEYS[1], string.format('%.3f', next_tat), 'PX', math.ceil(next_tat - now + tolerance) + 1000)
+return {1, math.ceil(wait)}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most `calls` job starts per `per_s` seconds, across every worker; `burst` may start back to
+    back after a quiet spell (1: evenly spaced). Jobs that share a name share the limit."""
+
+    name: str
+    calls: int
+    per_s: float = 1.0
+    burst: int = 1
+
+    def __post_init__(self) -> None:
+        if self.calls < 1 or self.per_s <= 0 or self.burst < 1:
+            raise ValueError("a rate limit needs calls >= 1, per_s > 0 and burst >= 1")
+
+    @property
+    def interval_ms(self) -> float:
+        return self.per_s * 1000 / self.calls
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    #: True: the slot is this job's, `wait_s` from now. False: none within the wait allowed; ask again then
+    reserved: bool
+    wait_s: float
+
+
+async def take(redis: ArqRedis, limit: RateLimit, *, max_wait_s: float) -> Slot:
+    """Reserve the next start under `limit` if it is due within `max_wait_s`."""
+    script = redis.register_script(_TAKE_LUA)
+    reserved, wait_ms = await script(
+        keys=[_KEY_PREFIX + limit.name],
+        args=[limit.interval_ms, (limit.burst - 1) * limit.interval_ms, math.floor(max_wait_s * 1000)],
+    )
+    return Slot(reserved=bool(reserved), wait_s=int(wait_ms) / 1000)

@@ -1,0 +1,103 @@
+"""Rate limits across workers: GCRA on Redis's clock, a slot reserved only when it is due soon."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from millrace import JobClient, Pool, RateLimit
+from millrace.limits import take
+from tests.conftest import RunWorker
+from tests.providers import provider_server
+from tests.sample import app
+
+
+def fresh(calls: int, per_s: float = 1.0, burst: int = 1) -> RateLimit:
+    return RateLimit(f"test-{uuid.uuid4().hex}", calls=calls, per_s=per_s, burst=burst)
+
+
+async def test_starts_are_spaced_evenly(client: JobClient) -> None:
+    limit = fresh(calls=20)
+    waits = [(await take(client.redis, limit, max_wait_s=10)).wait_s for _ in range(10)]
+    # each reservation is one interval (50 ms) after the one before; the calls themselves take a little time
+    for n, wait in enumerate(waits):
+        assert n * 0.05 - 0.02 <= wait <= n * 0.05 + 0.001, waits
+
+
+async def test_a_burst_starts_at_once_after_a_quiet_spell(client: JobClient) -> None:
+    limit = fresh(calls=10, burst=4)
+    waits = [(await take(client.redis, limit, max_wait_s=10)).wait_s for _ in range(6)]
+    assert waits[:4] == [0, 0, 0, 0]
+    assert 0.05 < waits[4] <= 0.1
+    assert waits[5] > waits[4]
+
+
+async def test_a_slot_too_far_away_is_not_reserved(client: JobClient) -> None:
+    limit = fresh(calls=1, per_s=10)
+    first = await take(client.redis, limit, max_wait_s=1)
+    later = [await take(client.redis, limit, max_wait_s=1) for _ in range(3)]
+    assert (first.reserved, first.wait_s) == (True, 0)
+    # nothing reserved: each asks again about the same slot, ten seconds on
+    assert all(not slot.reserved and 9.5 < slot.wait_s <= 10 for slot in later), later
+
+
+async def test_many_takers_at_once_get_distinct_spaced_slots(client: JobClient) -> None:
+    limit = fresh(calls=100)
+
+    async def taker() -> float:
+        asked = time.monotonic()
+        slot = await take(client.redis, limit, max_wait_s=10)
+        assert slot.reserved
+        return asked + slot.wait_s
+
+    starts = sorted(await asyncio.gather(*(taker() for _ in range(50))))
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    # 10 ms apart, give or take how long each call took to be asked and answered
+    assert min(gaps) > 0.0
+    assert starts[-1] - starts[0] >= 49 * 0.01 - 0.05
+
+
+# each example takes a limit of its own, so sharing the test's Redis client between examples is safe
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(calls=st.integers(1, 50), per_s=st.floats(0.5, 5), burst=st.integers(1, 10), takers=st.integers(1, 80))
+async def test_no_window_holds_more_than_the_limit(
+    client: JobClient, calls: int, per_s: float, burst: int, takers: int
+) -> None:
+    """Reserved starts, on the taker's clock: any window of `per_s` holds at most calls + burst - 1 of them."""
+    limit = fresh(calls=calls, per_s=per_s, burst=burst)
+    starts: list[float] = []
+    for _ in range(takers):
+        asked = time.monotonic()
+        slot = await take(client.redis, limit, max_wait_s=3600)
+        starts.append(asked + slot.wait_s)
+    starts.sort()
+    for i, start in enumerate(starts):
+        within = [s for s in starts[i:] if s < start + per_s - 0.005]  # 5 ms for the round trips
+        assert len(within) <= calls + burst - 1, (limit, starts)
+
+
+def test_a_limit_needs_positive_numbers() -> None:
+    for bad in ({"calls": 0}, {"calls": 1, "per_s": 0}, {"calls": 1, "burst": 0}):
+        with pytest.raises(ValueError, match="rate limit"):
+            RateLimit("x", **bad)
+
+
+async def test_a_rate_limited_job_waits_for_its_slot_without_spending_attempts(
+    client: JobClient, pool: Pool, run_worker: RunWorker
+) -> None:
+    with provider_server() as providers:
+        for _ in range(30):
+            await client.enqueue(app.CALL_PROVIDER, app.CallArgs(url=providers.url("sms")))
+        await run_worker()
+        arrivals = sorted(t for _, t in providers.arrivals)
+    assert len(arrivals) == 30
+    # 20 a second, evenly spaced: 30 calls span at least 29 intervals of 50 ms, give or take the loop's jitter
+    assert arrivals[-1] - arrivals[0] >= 29 * 0.05 - 0.1
+    attempts = await pool.fetchval("SELECT max(attempts) FROM millrace_jobs")
+    assert attempts == 1
