@@ -47,3 +47,14 @@ class JobContext(Generic[S]):
         """
         if not await attempts.hold_lease(conn, self.job_id, self.lease):
             raise LeaseLost(self.job_id, self.lease)
+
+    async def first_time(self, conn: Connection, step: str = "effect") -> bool:
+        """Call inside the transaction that makes a guarded side effect: True if this attempt must make
+        it now, False if an earlier attempt of this job made it already (its transaction committed, then
+        its worker died before the attempt's end was on record).
+
+        It holds the lease (see `hold_lease`) and records `step` as done in the same transaction, so the
+        effect and its record commit together or not at all. A job with several effects names each step.
+        """
+        await self.hold_lease(conn)
+        return await attempts.mark_step_done(conn, self.job_id, step, lease=self.lease, attempt=self.attempt)

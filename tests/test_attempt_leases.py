@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from datetime import UTC, datetime
 
@@ -126,6 +127,21 @@ async def test_hold_lease_locks_out_a_stale_attempt(pool: Pool) -> None:
     async with pool.acquire() as conn:
         assert await store.attempts.hold_lease(conn, "g", claim.lease)
         assert not await store.attempts.hold_lease(conn, "g", claim.lease - 1)
+
+
+async def test_a_guarded_step_is_done_once_across_attempts_and_only_if_its_transaction_commits(pool: Pool) -> None:
+    first = await claim_one(pool, "s")
+    assert first is not None
+    async with pool.acquire() as conn:
+        with contextlib.suppress(RuntimeError):
+            async with conn.transaction():
+                assert await store.attempts.mark_step_done(conn, "s", "charge", lease=first.lease, attempt=1)
+                raise RuntimeError("the effect failed: its transaction rolls back, the step with it")
+        async with conn.transaction():
+            assert await store.attempts.mark_step_done(conn, "s", "charge", lease=first.lease, attempt=1)
+        # the worker died before the attempt's end was on record; the next attempt finds the step done
+        assert not await store.attempts.mark_step_done(conn, "s", "charge", lease=first.lease + 1, attempt=2)
+        assert await store.attempts.mark_step_done(conn, "s", "email", lease=first.lease + 1, attempt=2)
 
 
 async def test_a_nul_byte_in_an_error_message_does_not_block_the_batch(pool: Pool) -> None:

@@ -166,6 +166,19 @@ def _finish_columns(finishes: Sequence[AttemptFinished]) -> list[list[Any]]:
     ]
 
 
+async def mark_step_done(conn: Executor, job_id: str, step: str, *, lease: int, attempt: int) -> bool:
+    """Record `step` as done by this attempt; False if an earlier attempt of the job recorded it already."""
+    inserted = await conn.fetchval(
+        """INSERT INTO millrace_job_steps (job_id, step, lease, attempt) VALUES ($1, $2, $3, $4)
+           ON CONFLICT DO NOTHING RETURNING true""",
+        job_id,
+        step,
+        lease,
+        attempt,
+    )
+    return bool(inserted)
+
+
 async def hold_lease(conn: Executor, job_id: str, lease: int) -> bool:
     """Whether the attempt under `lease` still holds the job; inside a transaction, the job's row stays
     locked (shared) until it ends, so that nothing hands the job on between this check and the commit."""

@@ -161,13 +161,13 @@ async def guarded(ctx: JobContext[SampleServices], args: SleepArgs) -> None:
     await note(ctx, "start")
     await asyncio.sleep(args.seconds)
     async with ctx.services.db.acquire() as conn, conn.transaction():
-        await ctx.hold_lease(conn)
-        await conn.execute(
-            "INSERT INTO test_guarded_effects (job_id, attempt, worker) VALUES ($1, $2, $3)",
-            ctx.job_id,
-            ctx.attempt,
-            ctx.worker,
-        )
+        if await ctx.first_time(conn):
+            await conn.execute(
+                "INSERT INTO test_guarded_effects (job_id, attempt, worker) VALUES ($1, $2, $3)",
+                ctx.job_id,
+                ctx.attempt,
+                ctx.worker,
+            )
     await note(ctx, "end")
 
 
