@@ -4,7 +4,7 @@ third-party providers on loopback. For end-to-end tests of the event flows."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,15 @@ class Platform:
     providers: Providers
     web: Process
     workers: list[Process]
+    #: the worker class each of `workers` runs, and how to start one more with the platform's settings
+    worker_classes: list[str]
+    start_worker: Callable[[str], Process]
+
+    def restart_worker(self, index: int) -> Process:
+        """SIGKILL a worker, as when its machine dies, and start another of its class, as a supervisor would."""
+        self.workers[index].kill()
+        self.workers[index] = self.start_worker(self.worker_classes[index])
+        return self.workers[index]
 
 
 def platform_env(smtp_port: int, providers: Providers, web_port: int, email_backend: str) -> dict[str, str]:
@@ -66,10 +75,21 @@ async def running_platform(
     with smtp_server() as (mailbox, smtp_port), provider_server() as providers:
         env = platform_env(smtp_port, providers, web_port, email_backend) | (extra_env or {})
         async with processes(database_url, redis_url, folder) as start:
-            workers = [
-                start("arq", f"jobs.worker.{name}", **env) for name in WORKER_CLASSES for _ in range(worker_copies)
-            ]
+            classes = [name for name in WORKER_CLASSES for _ in range(worker_copies)]
+
+            def start_worker(name: str) -> Process:
+                return start("arq", f"jobs.worker.{name}", **env)
+
+            workers = [start_worker(name) for name in classes]
             web = start("uvicorn", "--factory", "web.app:app_from_environment", "--port", str(web_port), **env)
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{web_port}", timeout=10) as http:
                 await wait_until_up(http, timeout_s=30)
-                yield Platform(http=http, mailbox=mailbox, providers=providers, web=web, workers=workers)
+                yield Platform(
+                    http=http,
+                    mailbox=mailbox,
+                    providers=providers,
+                    web=web,
+                    workers=workers,
+                    worker_classes=classes,
+                    start_worker=start_worker,
+                )
