@@ -22,8 +22,12 @@ from millrace.records import OutboxEntry
 
 _ENQUEUE_LUA = """
 local created = {}
+local over_results = ARGV[#ARGV] == '1'
 for i = 0, (#KEYS / 3) - 1 do
   local job_key, result_key, queue_key = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]
+  if over_results and redis.call('EXISTS', job_key) == 0 then
+    redis.call('DEL', result_key)
+  end
   if redis.call('EXISTS', job_key, result_key) == 0 then
     redis.call('PSETEX', job_key, ARGV[i * 4 + 4], ARGV[i * 4 + 2])
     redis.call('ZADD', queue_key, ARGV[i * 4 + 3], ARGV[i * 4 + 1])
@@ -79,8 +83,12 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-async def push(redis: ArqRedis, jobs: Sequence[Dispatch]) -> list[bool]:
-    """Enqueue `jobs`; for each, whether it was new (False: that id was already queued or finished)."""
+async def push(redis: ArqRedis, jobs: Sequence[Dispatch], *, over_results: bool = False) -> list[bool]:
+    """Enqueue `jobs`; for each, whether it was new (False: that id was already queued or finished).
+
+    `over_results`: for jobs whose record PostgreSQL holds pending, a result arq kept under the id is
+    stale (arq gave up on the job itself: its own timeout, a lost payload) and is replaced.
+    """
     created: list[bool] = []
     for start in range(0, len(jobs), _BATCH):
         chunk = jobs[start : start + _BATCH]
@@ -93,6 +101,7 @@ async def push(redis: ArqRedis, jobs: Sequence[Dispatch]) -> list[bool]:
                 redis_queue_key(job.queue),
             ]
             argv += [job.redis_job_id, job.payload, job.score_ms, job.expires_ms]
+        argv.append("1" if over_results else "0")
         # register_script sends EVALSHA and falls back to EVAL once when Redis has not seen the script
         script = redis.register_script(_ENQUEUE_LUA)
         result = await script(keys=keys, args=argv)
@@ -118,7 +127,8 @@ async def remove_unstarted(redis: ArqRedis, redis_job_id: str, queue: str) -> bo
 
 
 # A job whose worker died: free it from that worker's in-progress mark so that any worker takes it now,
-# and put it back if Redis lost it meanwhile (the same rule as _ENQUEUE_LUA: never over a result).
+# and put it back if Redis lost it meanwhile. Its record is pending: a result arq kept is stale (arq gave
+# up on the job itself) and is replaced.
 _HAND_ON_LUA = """
 local handed = 0
 for i = 0, (#KEYS / 4) - 1 do
@@ -128,7 +138,8 @@ for i = 0, (#KEYS / 4) - 1 do
   if redis.call('EXISTS', job_key) == 1 then
     redis.call('ZADD', queue_key, 'NX', ARGV[i * 4 + 3], ARGV[i * 4 + 1])
     handed = handed + 1
-  elseif ARGV[i * 4 + 2] ~= '' and redis.call('EXISTS', result_key) == 0 then
+  elseif ARGV[i * 4 + 2] ~= '' then
+    redis.call('DEL', result_key)
     redis.call('PSETEX', job_key, ARGV[i * 4 + 4], ARGV[i * 4 + 2])
     redis.call('ZADD', queue_key, ARGV[i * 4 + 3], ARGV[i * 4 + 1])
     handed = handed + 1

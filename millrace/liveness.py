@@ -161,7 +161,10 @@ class Liveness:
         if self._conn is not None and not self._conn.is_closed():
             return
         # a statement that hangs (a partition) must fail in time for the next beat
-        conn = await asyncpg.connect(self._dsn, timeout=5, command_timeout=2 * self._row.heartbeat_interval_s)
+        # the pool's codecs too: the reaper reads job arguments (jsonb) to rebuild payloads Redis lost
+        conn = await store.pool.connect(
+            self._dsn, connect_timeout_s=5, command_timeout_s=2 * self._row.heartbeat_interval_s
+        )
         # A session of its own, never a pooled one: the pool's reset would release the lock. Not taken
         # when an old session of this worker still holds it (cut off, not yet ended by PostgreSQL):
         # the heartbeat alone then keeps the worker live.

@@ -5,9 +5,11 @@ a job waits past arq's expiry of its payload (a day), or when a producer dies be
 record and pushing the job. Each pass walks a queue's pending records that have been quiet for a
 while, asks Redis which of their jobs it still holds, and pushes the missing ones again.
 
-Never twice: a job still in Redis (waiting, deferred, running, or with its result kept) is not pushed
-(the dispatch script checks, atomically); and a record is read again just before the push, because a
-finished job's record is final before arq deletes its payload.
+Never twice: a job still in Redis (waiting, deferred or running) is not pushed (the dispatch script
+checks, atomically); and a record is read again just before the push, because a finished job's record
+is final before arq deletes its payload. A result arq kept for a job whose record is still pending is
+arq's own verdict (its timeout cut the attempt short while PostgreSQL was away, say): the record decides,
+and the job goes back. Its claim refuses it, should it have finished after all.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ async def _restore_missing(pool: Pool, redis: ArqRedis, page: list[OutboxEntry])
         return 0
     async with pool.acquire() as conn:
         still_pending = await store.jobs.list_still_pending(conn, missing)
-    created = await dispatch.push(redis, [dispatch.for_entry(e) for e in still_pending])
+    # still pending in PostgreSQL, gone from Redis: a result arq kept is stale (arq gave up on the job itself)
+    created = await dispatch.push(redis, [dispatch.for_entry(e) for e in still_pending], over_results=True)
     restored = sum(created)
     if restored:
         log.warning("jobs_restored_to_redis", queue=page[0].queue, jobs=restored)

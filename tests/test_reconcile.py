@@ -5,6 +5,8 @@ from __future__ import annotations
 import zlib
 from datetime import timedelta
 
+from arq.constants import job_key_prefix, result_key_prefix
+
 from millrace import JobClient, NoArgs, Pool, store
 from millrace.client import new_job
 from millrace.reconcile import Reconciler, reconcile_queue
@@ -64,3 +66,17 @@ async def test_one_worker_of_a_queue_reconciles_at_a_time(client: JobClient, poo
         assert await reconciler.run_once() == 0  # another worker's pass is under way
         await other_worker.execute("SELECT pg_advisory_unlock($1)", lock_id)
     assert await reconciler.run_once() == 1
+
+
+async def test_a_result_arq_kept_for_a_pending_record_does_not_keep_the_job_out(
+    client: JobClient, pool: Pool, run_worker: RunWorker
+) -> None:
+    """arq's own timeout cut an attempt short while PostgreSQL was away: arq stored a failed result and
+    dropped the payload, the record stayed pending. The record decides: the job goes back and runs."""
+    enqueued = await client.enqueue(app.FLAKY, app.FlakyArgs(fail_times=0))
+    await client.redis.delete(job_key_prefix + enqueued.id)
+    await client.redis.zrem(app.TESTQ.redis_key, enqueued.id)
+    await client.redis.set(result_key_prefix + enqueued.id, b"arq's failed result")
+    assert await reconcile_queue(pool, client.redis, app.TESTQ.name, quiet_for=NOW_IS_QUIET) == 1
+    await run_worker()
+    assert [r["job_id"] for r in await effects(pool, "ran")] == [enqueued.id]

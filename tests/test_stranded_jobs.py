@@ -3,14 +3,19 @@ arq's in-progress timeout; nothing a live worker may still be claiming is touche
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
-from arq.constants import in_progress_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix
 
-from millrace import JobClient, NoArgs, Pool
+from millrace import JobClient, NoArgs, Pool, store
 from millrace.liveness import Liveness
 from millrace.queues import redis_queue_key
+from millrace.records import Claimed, ClaimRequest
+from millrace.store.workers import WorkerRow
+from tests.conftest import RunWorker
 from tests.sample import app
 
 IN_PROGRESS_TIMEOUT_S = 300.0
@@ -75,3 +80,52 @@ async def test_a_mark_of_an_older_budget_or_another_queue_is_left_alone(
 
     assert await liveness.free_stranded() == 0
     assert await client.redis.exists(in_progress_key_prefix + retried.id, in_progress_key_prefix + other_queue.id) == 2
+
+
+async def test_a_dead_workers_job_whose_payload_redis_lost_is_rebuilt_whole_and_runs(
+    client: JobClient, pool: Pool, database_url: str, run_worker: RunWorker
+) -> None:
+    enqueued = await client.enqueue(app.FLAKY, app.FlakyArgs(fail_times=0))
+    ghost = WorkerRow(
+        id="ghost",
+        queue="testq",
+        host="h",
+        pid=1,
+        version="t",
+        lock_key=1,
+        heartbeat_interval_s=0.01,
+        silent_after_s=0.02,
+    )
+    await store.workers.register(pool, ghost)
+    request = ClaimRequest(
+        job_id=enqueued.id,
+        queue="testq",
+        function="flaky",
+        args={"fail_times": 0},
+        enqueued_at=datetime.now(UTC),
+        worker="ghost",
+    )
+    assert isinstance((await store.attempts.claim(pool, [request]))[enqueued.id], Claimed)
+    await client.redis.delete(job_key_prefix + enqueued.id)  # lost with the ghost's Redis, say
+    reaper = Liveness(
+        dsn=database_url,
+        redis=client.redis,
+        worker_id="reaper",
+        queue="testq",
+        heartbeat_interval_s=0.01,
+        silent_after_s=0.05,
+        running=lambda: (),
+        jobs_done=lambda: 0,
+        in_progress_timeout_s=IN_PROGRESS_TIMEOUT_S,
+        claim_patience_s=CLAIM_PATIENCE_S,
+    )
+    await reaper.start()
+    try:
+        await asyncio.sleep(0.2)
+        await reaper.beat_once()
+    finally:
+        await reaper.close()
+    assert reaper.reaped == 1
+    await run_worker()
+    record = await store.jobs.get_job(pool, enqueued.id)
+    assert (record.status, record.attempts) == ("succeeded", 2)

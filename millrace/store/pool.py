@@ -34,7 +34,10 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> Poo
     return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection)
 
 
-async def connect(dsn: str) -> asyncpg.Connection[Any]:
-    conn = await asyncpg.connect(dsn)
+async def connect(
+    dsn: str, *, connect_timeout_s: float = 60, command_timeout_s: float | None = None
+) -> asyncpg.Connection[Any]:
+    """A connection of its own (not pooled), with the same codecs as the pool's."""
+    conn = await asyncpg.connect(dsn, timeout=connect_timeout_s, command_timeout=command_timeout_s)
     await _init_connection(conn)
     return conn

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from millrace import JobClient, Pool, store
+from tests.processes import wait_for
 from tests.sample import app
 
 FULL = os.environ.get("MILLRACE_CHAOS") == "full"
@@ -45,7 +46,11 @@ class Tally:
 
 
 async def tally(pool: Pool) -> Tally:
-    rows = await pool.fetch("SELECT status, count(*) AS n, max(counted_attempts) AS m FROM millrace_jobs GROUP BY 1")
+    # the sample app's queue only: a scenario with the web app has its signups' jobs waiting in the demo's
+    rows = await pool.fetch(
+        "SELECT status, count(*) AS n, max(counted_attempts) AS m FROM millrace_jobs WHERE queue = $1 GROUP BY 1",
+        app.TESTQ.name,
+    )
     guarded = await pool.fetch("SELECT job_id, count(*) AS n FROM test_guarded_effects GROUP BY 1")
     return Tally(
         statuses=Counter({r["status"]: r["n"] for r in rows}),
@@ -70,6 +75,32 @@ async def all_final(pool: Pool, expected: int) -> bool:
     return counts["succeeded"] + counts["dead"] + counts["cancelled"] >= expected
 
 
+async def unfinished(pool: Pool, limit: int = 10) -> list[str]:
+    """Records not final yet, or not succeeded, with their attempts: what a failed scenario must show."""
+    rows = await pool.fetch(
+        """SELECT j.id, j.status, j.worker, j.counted_attempts, j.last_error_type,
+                  array_agg(coalesce(a.outcome, 'open') || ':' || coalesce(a.error_type, '-') ORDER BY a.attempt)
+                      AS attempts
+           FROM millrace_jobs j LEFT JOIN millrace_job_attempts a ON a.job_id = j.id
+           WHERE j.status <> 'succeeded' AND j.queue = $2 GROUP BY j.id ORDER BY j.updated_at LIMIT $1""",
+        limit,
+        app.TESTQ.name,
+    )
+    return [
+        f"{r['id']} {r['status']} worker={r['worker']} counted={r['counted_attempts']} "
+        f"last_error={r['last_error_type']} attempts={r['attempts']}"
+        for r in rows
+    ]
+
+
+async def wait_all_final(pool: Pool, expected: int, *, timeout_s: float) -> None:
+    try:
+        await wait_for(lambda: all_final(pool, expected), timeout_s=timeout_s, what=f"{expected} jobs to finish")
+    except AssertionError as error:
+        details = "\n  ".join(await unfinished(pool))
+        raise AssertionError(f"{error}; {(await tally(pool)).statuses}; for instance:\n  {details}") from None
+
+
 async def succeeded_since(pool: Pool, since: float) -> int:
     """Jobs finished after a moment of time.time(), by their records."""
     value = await pool.fetchval(
@@ -85,7 +116,7 @@ def elapsed(since: float) -> str:
 async def check_once_each(pool: Pool, ids: list[str]) -> Tally:
     """Every job succeeded, within its policy, and each guarded effect happened exactly once."""
     result = await tally(pool)
-    assert result.statuses == Counter({"succeeded": len(ids)}), result.statuses
+    assert result.statuses == Counter({"succeeded": len(ids)}), (result.statuses, await unfinished(pool))
     assert result.max_counted_attempts <= app.QUICK_RETRY.attempts
     guarded_jobs = [i for n, i in enumerate(ids) if n % 2]
     assert set(result.guarded) == set(guarded_jobs)

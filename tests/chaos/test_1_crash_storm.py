@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from millrace import JobClient, Pool
-from tests.chaos.harness import all_final, check_once_each, elapsed, enqueue_mixed, pass_line, pick
-from tests.processes import Process, processes, wait_for
+from tests.chaos.harness import all_final, check_once_each, elapsed, enqueue_mixed, pass_line, pick, wait_all_final
+from tests.processes import Process, processes
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +35,7 @@ async def test_every_job_succeeds_once_through_a_storm_of_sigkills(
             workers[victim].kill()
             kills += 1
             workers[victim] = start("arq", "tests.sample.worker.NoCronWorker")
-        await wait_for(lambda: all_final(pool, JOBS), timeout_s=DRAIN_BOUND_S, what=f"{JOBS} jobs to finish")
+        await wait_all_final(pool, JOBS, timeout_s=DRAIN_BOUND_S)
         drained = elapsed(began)
     result = await check_once_each(pool, ids)
     pass_line(

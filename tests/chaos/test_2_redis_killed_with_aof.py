@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from millrace import JobClient, Pool
-from tests.chaos.harness import all_final, pass_line, pick, succeeded_since, tally
+from tests.chaos.harness import pass_line, pick, succeeded_since, tally, wait_all_final
 from tests.processes import processes, wait_for
 from tests.sample import app
 from tests.servers import PrivateRedis
@@ -51,7 +51,7 @@ async def test_nothing_is_lost_when_redis_dies_mid_stream(pool: Pool, database_u
 
             await wait_for(resumed, timeout_s=RESUME_BOUND_S, what="processing to resume")
             resumed_in = time.monotonic() - restarted_at
-            await wait_for(lambda: all_final(pool, JOBS), timeout_s=120, what=f"all {JOBS} jobs to finish")
+            await wait_all_final(pool, JOBS, timeout_s=120)
             assert worker.popen.poll() is None, worker.output()
     finally:
         redis_server.stop()

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from millrace import JobClient, NoArgs, Pool, store
-from tests.chaos.harness import all_final, chaos_only, pass_line, pick, tally
-from tests.processes import Supervisor, processes, wait_for
+from tests.chaos.harness import chaos_only, pass_line, pick, tally, wait_all_final
+from tests.processes import Supervisor, processes
 from tests.sample import app
 from tests.servers import PrivateRedis
 
@@ -36,7 +36,7 @@ async def test_a_queue_lost_with_redis_comes_back_from_postgres(pool: Pool, data
             processes(database_url, redis_server.url, tmp_path) as start,
             Supervisor(start, "arq", "tests.sample.worker.NoCronWorker", copies=WORKERS) as supervisor,
         ):
-            await wait_for(lambda: all_final(pool, JOBS + 1), timeout_s=FINISH_BOUND_S, what="every job to finish")
+            await wait_all_final(pool, JOBS + 1, timeout_s=FINISH_BOUND_S)
             finished_in = time.monotonic() - restarted_at
     finally:
         redis_server.stop()

@@ -13,7 +13,7 @@ import pytest
 
 from millrace import JobClient, NoArgs, Pool, store
 from millrace.records import AttemptRecord
-from tests.chaos.harness import all_final, chaos_only, pass_line, pick
+from tests.chaos.harness import all_final, chaos_only, pass_line, pick, wait_all_final
 from tests.processes import Supervisor, processes, wait_for
 from tests.sample import app
 from tests.test_payloads import POISONED, plant
@@ -82,7 +82,7 @@ async def test_poison_is_contained_and_the_normal_load_hardly_notices(
             produce(client, PHASE_S), poison(client, redis_url, POISON_ROUNDS, PHASE_S / 2)
         )
         expected = len(baseline_ids) + len(loaded_ids) + len(poison_ids)
-        await wait_for(lambda: all_final(pool, expected), timeout_s=120, what="every job to end")
+        await wait_all_final(pool, expected, timeout_s=120)
         poisoned_p95 = await p95_latency_s(pool, loaded_ids)
 
     normal = await pool.fetchval(

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from millrace import JobClient, Pool
-from tests.chaos.harness import all_final, check_once_each, elapsed, enqueue_mixed, pass_line, pick
-from tests.processes import Process, processes, wait_for
+from tests.chaos.harness import check_once_each, elapsed, enqueue_mixed, pass_line, pick, wait_all_final
+from tests.processes import Process, processes
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +39,7 @@ async def test_a_rolling_deploy_loses_nothing_and_counts_no_attempt(
                 workers[n] = new_worker()  # the new one first, as a rolling deploy does
                 old.stop(timeout_s=20)
                 assert old.popen.returncode == 0, old.output()
-        await wait_for(lambda: all_final(pool, JOBS), timeout_s=180, what=f"{JOBS} jobs to finish")
+        await wait_all_final(pool, JOBS, timeout_s=180)
         drained = elapsed(began)
     result = await check_once_each(pool, ids)
     interrupted = await pool.fetchval("SELECT count(*) FROM millrace_job_attempts WHERE outcome = 'interrupted'")
