@@ -23,20 +23,25 @@ CLAIM_PATIENCE_S = 3.0
 HEARTBEAT_S = 0.5
 
 
-@pytest.fixture
-async def liveness(client: JobClient, database_url: str) -> AsyncIterator[Liveness]:
-    checker = Liveness(
+def a_worker(client: JobClient, database_url: str, *, heartbeat_interval_s: float, silent_after_s: float) -> Liveness:
+    """The liveness of a worker of the sample queue that runs nothing."""
+    return Liveness(
         dsn=database_url,
         redis=client.redis,
-        worker_id="test:1:testq:stranded",
+        worker_id=f"test:1:testq:{heartbeat_interval_s}",
         queue=app.TESTQ.name,
-        heartbeat_interval_s=HEARTBEAT_S,
-        silent_after_s=3,
+        heartbeat_interval_s=heartbeat_interval_s,
+        silent_after_s=silent_after_s,
         running=lambda: (),
         jobs_done=lambda: 0,
         in_progress_timeout_s=IN_PROGRESS_TIMEOUT_S,
         claim_patience_s=CLAIM_PATIENCE_S,
     )
+
+
+@pytest.fixture
+async def liveness(client: JobClient, database_url: str) -> AsyncIterator[Liveness]:
+    checker = a_worker(client, database_url, heartbeat_interval_s=HEARTBEAT_S, silent_after_s=3)
     await checker.start()
     yield checker
     await checker.close()
@@ -107,18 +112,7 @@ async def test_a_dead_workers_job_whose_payload_redis_lost_is_rebuilt_whole_and_
     )
     assert isinstance((await store.attempts.claim(pool, [request]))[enqueued.id], Claimed)
     await client.redis.delete(job_key_prefix + enqueued.id)  # lost with the ghost's Redis, say
-    reaper = Liveness(
-        dsn=database_url,
-        redis=client.redis,
-        worker_id="reaper",
-        queue="testq",
-        heartbeat_interval_s=0.01,
-        silent_after_s=0.05,
-        running=lambda: (),
-        jobs_done=lambda: 0,
-        in_progress_timeout_s=IN_PROGRESS_TIMEOUT_S,
-        claim_patience_s=CLAIM_PATIENCE_S,
-    )
+    reaper = a_worker(client, database_url, heartbeat_interval_s=0.01, silent_after_s=0.05)
     await reaper.start()
     try:
         await asyncio.sleep(0.2)
