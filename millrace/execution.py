@@ -122,9 +122,8 @@ def job_handler(definition: JobDefinition[Any, Any]) -> Callable[..., Awaitable[
             tick_at=None,
             args=parsed.args,
         )
-        if definition.rate_limit is not None:
-            await wait_for_slot(arq_job.runtime, definition.rate_limit)
-        await run_attempt(arq_job.runtime, intent, body, definition.retry, definition.timeout_s)
+        slot_at = None if definition.rate_limit is None else await reserve_slot(arq_job.runtime, definition.rate_limit)
+        await run_attempt(arq_job.runtime, intent, body, definition.retry, definition.timeout_s, start_at=slot_at)
 
     handle.__qualname__ = definition.name
     return handle
@@ -161,8 +160,9 @@ def cron_handler(definition: CronDefinition[Any]) -> Callable[..., Awaitable[Non
     return handle
 
 
-async def wait_for_slot(runtime: WorkerRuntime[Any], limit: RateLimit) -> None:
-    """Start within `limit`: sleep for a slot due soon, or go back to Redis until a later one (no attempt spent)."""
+async def reserve_slot(runtime: WorkerRuntime[Any], limit: RateLimit) -> float:
+    """The moment (monotonic) this job may start within `limit`; if no slot is due soon, the job goes back
+    to Redis until about then, before its claim: no attempt spent."""
     try:
         slot = await limits.take(runtime.jobs.redis, limit, max_wait_s=RATE_LIMIT_MAX_WAIT_S)
     except OUTAGES as error:
@@ -173,7 +173,7 @@ async def wait_for_slot(runtime: WorkerRuntime[Any], limit: RateLimit) -> None:
         retry_in_s = slot.wait_s * random.uniform(1.0, 1.5)
         log.info("job_rate_limited", limit=limit.name, retry_in_s=round(retry_in_s, 3))
         raise arq.worker.Retry(defer=retry_in_s)
-    await asyncio.sleep(slot.wait_s)
+    return time.monotonic() + slot.wait_s
 
 
 def tick_of(arq_job_id: str) -> datetime:
@@ -183,15 +183,27 @@ def tick_of(arq_job_id: str) -> datetime:
 
 
 async def run_attempt(
-    runtime: WorkerRuntime[Any], intent: Intent, body: JobBody, policy: RetryPolicy, timeout_s: float
+    runtime: WorkerRuntime[Any],
+    intent: Intent,
+    body: JobBody,
+    policy: RetryPolicy,
+    timeout_s: float,
+    *,
+    start_at: float | None = None,
 ) -> None:
-    """Claim, run, record. Returning lets arq forget the job; raising arq's Retry leaves it in Redis."""
+    """Claim, run, record. Returning lets arq forget the job; raising arq's Retry leaves it in Redis.
+
+    With `start_at` (a rate limit's slot), the body starts no sooner: the claim's own time is spent in
+    the wait, so the calls the body makes keep the slots' spacing.
+    """
     with structlog.contextvars.bound_contextvars(job=intent.function, job_id=intent.record_id, queue=intent.queue):
         claim = await _claim(runtime, intent)
         if isinstance(claim, Refused):
             _refused(runtime, claim)  # raises Retry unless the job is finished for good
             return
         attempt = Attempt(intent=intent, attempt=claim.attempt, run_attempt=claim.counted_attempts, lease=claim.lease)
+        if start_at is not None:
+            await asyncio.sleep(max(0.0, start_at - time.monotonic()))
         with structlog.contextvars.bound_contextvars(attempt=attempt.attempt):
             retry_in_s = await _run_claimed(runtime, attempt, body, policy, timeout_s)
     if retry_in_s is not None:

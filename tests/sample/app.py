@@ -49,11 +49,14 @@ MIGRATIONS = MigrationSeries("sample", "tests.sample")
 @dataclass(frozen=True, slots=True)
 class SampleServices:
     db: Pool
+    #: one client per worker process: building one per call costs milliseconds of CPU (its TLS context)
+    http: httpx.AsyncClient
 
 
 @asynccontextmanager
 async def open_services(jobs: JobClient) -> AsyncIterator[SampleServices]:
-    yield SampleServices(db=jobs.pool)
+    async with httpx.AsyncClient(timeout=2) as http:
+        yield SampleServices(db=jobs.pool, http=http)
 
 
 async def note(ctx: JobContext[SampleServices], kind: str) -> None:
@@ -185,8 +188,7 @@ STORM_POLICY = RetryPolicy(attempts=20, backoff=exponential(first_s=0.5, factor=
 @job(CALL_PROVIDER, retry=STORM_POLICY, rate_limit=PROVIDER_LIMIT, timeout_s=10)
 async def call_provider(ctx: JobContext[SampleServices], args: CallArgs) -> None:
     await note(ctx, "call")
-    async with httpx.AsyncClient(timeout=2) as http:
-        response = await http.post(args.url, json={"job_id": ctx.job_id, "attempt": ctx.attempt})
+    response = await ctx.services.http.post(args.url, json={"job_id": ctx.job_id, "attempt": ctx.attempt})
     if response.status_code >= 500:
         raise ConnectionError(f"the provider answered {response.status_code}")
     response.raise_for_status()
