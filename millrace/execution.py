@@ -49,6 +49,9 @@ CLAIM_PATIENCE_S = 3.0
 CLAIM_POSTPONE_S = 2.0
 #: a rate-limited job sleeps for a slot due within this long; a later one sends it back to Redis
 RATE_LIMIT_MAX_WAIT_S = 1.0
+#: how late a claim may make a rate-limited start before the slot is given up (for limits of more than 20
+#: calls a second, a claim often takes longer than their interval)
+SLOT_LATENESS_S = 0.05
 #: arq's own timeout is only a backstop: ours fires first so that a timeout goes through the policy, and
 #: arq's leaves room for a rate limit's wait, the claim's patience and a record written at the second try
 ARQ_TIMEOUT_GRACE_S = RATE_LIMIT_MAX_WAIT_S + CLAIM_PATIENCE_S + 5.0
@@ -122,8 +125,8 @@ def job_handler(definition: JobDefinition[Any, Any]) -> Callable[..., Awaitable[
             tick_at=None,
             args=parsed.args,
         )
-        slot_at = None if definition.rate_limit is None else await reserve_slot(arq_job.runtime, definition.rate_limit)
-        await run_attempt(arq_job.runtime, intent, body, definition.retry, definition.timeout_s, start_at=slot_at)
+        slot = None if definition.rate_limit is None else await reserve_slot(arq_job.runtime, definition.rate_limit)
+        await run_attempt(arq_job.runtime, intent, body, definition.retry, definition.timeout_s, slot=slot)
 
     handle.__qualname__ = definition.name
     return handle
@@ -160,20 +163,61 @@ def cron_handler(definition: CronDefinition[Any]) -> Callable[..., Awaitable[Non
     return handle
 
 
-async def reserve_slot(runtime: WorkerRuntime[Any], limit: RateLimit) -> float:
-    """The moment (monotonic) this job may start within `limit`; if no slot is due soon, the job goes back
-    to Redis until about then, before its claim: no attempt spent."""
+@dataclass(frozen=True, slots=True)
+class ReservedSlot:
+    limit: RateLimit
+    #: time.monotonic() of the slot
+    start_at: float
+
+
+async def reserve_slot(runtime: WorkerRuntime[Any], limit: RateLimit) -> ReservedSlot:
+    """This job's slot within `limit`; if none is due soon, the job goes back to Redis until about then,
+    before its claim: no attempt spent."""
     try:
         slot = await limits.take(runtime.jobs.redis, limit, max_wait_s=RATE_LIMIT_MAX_WAIT_S)
     except OUTAGES as error:
         log.warning("job_rate_limit_unknown", limit=limit.name, error=repr(error), retry_in_s=CLAIM_POSTPONE_S)
         raise arq.worker.Retry(defer=CLAIM_POSTPONE_S) from error
     if not slot.reserved:
-        # spread out, so that a backlog does not come back all at once to ask again
-        retry_in_s = slot.wait_s * random.uniform(1.0, 1.5)
-        log.info("job_rate_limited", limit=limit.name, retry_in_s=round(retry_in_s, 3))
-        raise arq.worker.Retry(defer=retry_in_s)
-    return time.monotonic() + slot.wait_s
+        raise arq.worker.Retry(defer=_rate_limited(limit, slot.wait_s))
+    return ReservedSlot(limit=limit, start_at=time.monotonic() + slot.wait_s)
+
+
+def _rate_limited(limit: RateLimit, wait_s: float) -> float:
+    # spread out, so that a backlog does not come back all at once to ask again
+    retry_in_s = wait_s * random.uniform(1.0, 1.5)
+    log.info("job_rate_limited", limit=limit.name, retry_in_s=round(retry_in_s, 3))
+    return retry_in_s
+
+
+async def _keep_slot(runtime: WorkerRuntime[Any], attempt: Attempt, slot: ReservedSlot) -> None:
+    """Sleep until the slot. A claim that took longer than the slot's wait must not start late, crowding
+    the next slot's call: it takes a fresh slot, or, with none due soon, hands the job back uncounted.
+
+    Late by up to one interval (at least SLOT_LATENESS_S) is let through: a window of the limit's length
+    then holds at most that many calls more than the limit allows.
+    """
+    start_at = slot.start_at
+    if time.monotonic() - start_at > max(slot.limit.interval_ms / 1000, SLOT_LATENESS_S):
+        try:
+            fresh = await limits.take(runtime.jobs.redis, slot.limit, max_wait_s=RATE_LIMIT_MAX_WAIT_S)
+        except OUTAGES:
+            fresh = limits.Slot(reserved=False, wait_s=CLAIM_POSTPONE_S)
+        if not fresh.reserved:
+            await runtime.records.release(
+                AttemptReleased(
+                    job_id=attempt.intent.record_id,
+                    attempt=attempt.attempt,
+                    lease=attempt.lease,
+                    finished_at=datetime.now(UTC),
+                    duration_ms=0.0,
+                    error_type="RateLimited",
+                    error_message=f"its slot under the rate limit {slot.limit.name!r} passed while it was claimed",
+                )
+            )
+            raise arq.worker.Retry(defer=_rate_limited(slot.limit, fresh.wait_s))
+        start_at = time.monotonic() + fresh.wait_s
+    await asyncio.sleep(max(0.0, start_at - time.monotonic()))
 
 
 def tick_of(arq_job_id: str) -> datetime:
@@ -189,12 +233,12 @@ async def run_attempt(
     policy: RetryPolicy,
     timeout_s: float,
     *,
-    start_at: float | None = None,
+    slot: ReservedSlot | None = None,
 ) -> None:
     """Claim, run, record. Returning lets arq forget the job; raising arq's Retry leaves it in Redis.
 
-    With `start_at` (a rate limit's slot), the body starts no sooner: the claim's own time is spent in
-    the wait, so the calls the body makes keep the slots' spacing.
+    With a rate limit's `slot`, the body starts no sooner: the claim's own time is spent in the wait, so
+    the calls the body makes keep the slots' spacing.
     """
     with structlog.contextvars.bound_contextvars(job=intent.function, job_id=intent.record_id, queue=intent.queue):
         claim = await _claim(runtime, intent)
@@ -202,8 +246,8 @@ async def run_attempt(
             _refused(runtime, claim)  # raises Retry unless the job is finished for good
             return
         attempt = Attempt(intent=intent, attempt=claim.attempt, run_attempt=claim.counted_attempts, lease=claim.lease)
-        if start_at is not None:
-            await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+        if slot is not None:
+            await _keep_slot(runtime, attempt, slot)
         with structlog.contextvars.bound_contextvars(attempt=attempt.attempt):
             retry_in_s = await _run_claimed(runtime, attempt, body, policy, timeout_s)
     if retry_in_s is not None:

@@ -99,13 +99,16 @@ class Refused:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AttemptReleased:
-    """An attempt cut short by its worker's shutdown: the job goes back to its queue, the attempt is not counted."""
+    """An attempt handed back before its body ran to its end (its worker shutting down, a rate limit's slot
+    missed): the job goes back to its queue, the attempt is not counted."""
 
     job_id: str
     attempt: int
     lease: int
     finished_at: datetime
     duration_ms: float
+    error_type: str = "WorkerShutdown"
+    error_message: str = "the worker stopped before the attempt ended; the job went back to its queue"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -120,6 +120,29 @@ async def test_a_release_gives_the_attempt_back_to_the_budget(pool: Pool) -> Non
     assert [a.outcome for a in await store.jobs.list_attempts(pool, "f")] == ["interrupted", None]
 
 
+async def test_a_release_keeps_its_reason(pool: Pool) -> None:
+    await register(pool, "w1")
+    claim = await claim_one(pool, "r")
+    assert claim is not None
+    release = AttemptReleased(
+        job_id="r",
+        attempt=claim.attempt,
+        lease=claim.lease,
+        finished_at=NOW,
+        duration_ms=0,
+        error_type="RateLimited",
+        error_message="its slot passed",
+    )
+    assert await store.attempts.release(pool, [release]) == {"r"}
+    (attempt,) = await store.jobs.list_attempts(pool, "r")
+    assert (attempt.outcome, attempt.error_type, attempt.error_message) == (
+        "interrupted",
+        "RateLimited",
+        "its slot passed",
+    )
+    assert (await store.jobs.get_job(pool, "r")).counted_attempts == 0
+
+
 async def test_hold_lease_locks_out_a_stale_attempt(pool: Pool) -> None:
     await register(pool, "w1")
     claim = await claim_one(pool, "g")

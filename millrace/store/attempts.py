@@ -90,8 +90,9 @@ SELECT id FROM held
 # A deploy: the attempt is on record as interrupted, and the budget gets it back.
 _RELEASE = """
 WITH r AS (
-    SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::timestamptz[], $5::float8[])
-        AS r(job_id, attempt, lease, finished_at, duration_ms)
+    SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::timestamptz[], $5::float8[], $6::text[],
+                         $7::text[])
+        AS r(job_id, attempt, lease, finished_at, duration_ms, error_type, error_message)
 ), held AS (
     UPDATE millrace_jobs j SET status = 'queued', counted_attempts = j.counted_attempts - 1, lease = j.lease + 1,
                                run_at = NULL, updated_at = now()
@@ -99,8 +100,7 @@ WITH r AS (
     RETURNING j.id
 ), attempts AS (
     UPDATE millrace_job_attempts a SET finished_at = r.finished_at, duration_ms = r.duration_ms,
-        outcome = 'interrupted', error_type = 'WorkerShutdown',
-        error_message = 'the worker stopped before the attempt ended; the job went back to its queue'
+        outcome = 'interrupted', error_type = r.error_type, error_message = r.error_message
     FROM r JOIN held ON held.id = r.job_id
     WHERE a.job_id = r.job_id AND a.attempt = r.attempt
 )
@@ -146,6 +146,8 @@ async def release(conn: Executor, releases: Sequence[AttemptReleased]) -> set[st
         [r.lease for r in releases],
         [r.finished_at for r in releases],
         [r.duration_ms for r in releases],
+        [r.error_type for r in releases],
+        [r.error_message for r in releases],
     )
     return {row["id"] for row in rows}
 

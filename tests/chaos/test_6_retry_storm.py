@@ -23,9 +23,9 @@ OUTAGE_S = pick(20, 300)
 LOAD_PER_S = 10
 WORKERS = 3
 FINISH_BOUND_S = 600
-#: a second's window may catch a call or two more than the limit: calls whose slots fell just outside it,
-#: seen at the provider after a body that started late (a busy event loop) and one that started on time
-EDGE_CALLS = 3
+#: a window may catch one call more than the limit: a start may be up to one interval late (see
+#: execution._keep_slot), and its call then falls beside the next slot's
+EDGE_CALLS = 1
 
 
 def busiest_window(arrivals: list[float], window_s: float) -> int:
@@ -63,6 +63,7 @@ async def test_a_provider_outage_stays_within_its_rate_and_every_job_finishes(
     assert busiest <= limit.calls + limit.burst - 1 + EDGE_CALLS, busiest
     busiest_ten = busiest_window(arrivals, 10 * limit.per_s)
     assert busiest_ten <= 10 * limit.calls + limit.burst - 1 + EDGE_CALLS, busiest_ten
+    late_slots = await pool.fetchval("SELECT count(*) FROM millrace_job_attempts WHERE error_type = 'RateLimited'")
     delivered = len(providers.delivered("sms"))
     assert delivered == jobs
     pass_line(
@@ -73,6 +74,7 @@ async def test_a_provider_outage_stays_within_its_rate_and_every_job_finishes(
         rate_limit=f"{limit.calls}/{limit.per_s:g}s",
         busiest_second_at_provider=busiest,
         busiest_ten_seconds=busiest_ten,
+        late_slots_handed_back_uncounted=late_slots,
         calls_during_outage=calls_during_outage,
         max_attempts_counted=result.max_counted_attempts,
         policy_attempts=app.STORM_POLICY.attempts,

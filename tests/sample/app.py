@@ -187,8 +187,9 @@ STORM_POLICY = RetryPolicy(attempts=20, backoff=exponential(first_s=0.5, factor=
 
 @job(CALL_PROVIDER, retry=STORM_POLICY, rate_limit=PROVIDER_LIMIT, timeout_s=10)
 async def call_provider(ctx: JobContext[SampleServices], args: CallArgs) -> None:
-    await note(ctx, "call")
+    # the call first: anything before it (a database write) would shift it off its slot
     response = await ctx.services.http.post(args.url, json={"job_id": ctx.job_id, "attempt": ctx.attempt})
+    await note(ctx, "call")
     if response.status_code >= 500:
         raise ConnectionError(f"the provider answered {response.status_code}")
     response.raise_for_status()
