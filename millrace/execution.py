@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import time
 import traceback
@@ -204,17 +205,8 @@ async def _keep_slot(runtime: WorkerRuntime[Any], attempt: Attempt, slot: Reserv
         except OUTAGES:
             fresh = limits.Slot(reserved=False, wait_s=CLAIM_POSTPONE_S)
         if not fresh.reserved:
-            await runtime.records.release(
-                AttemptReleased(
-                    job_id=attempt.intent.record_id,
-                    attempt=attempt.attempt,
-                    lease=attempt.lease,
-                    finished_at=datetime.now(UTC),
-                    duration_ms=0.0,
-                    error_type="RateLimited",
-                    error_message=f"its slot under the rate limit {slot.limit.name!r} passed while it was claimed",
-                )
-            )
+            passed = f"its slot under the rate limit {slot.limit.name!r} passed while it was claimed"
+            await _release(runtime, attempt, time.perf_counter(), reason=("RateLimited", passed))
             raise arq.worker.Retry(defer=_rate_limited(slot.limit, fresh.wait_s))
         start_at = time.monotonic() + fresh.wait_s
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
@@ -246,10 +238,8 @@ async def run_attempt(
             _refused(runtime, claim)  # raises Retry unless the job is finished for good
             return
         attempt = Attempt(intent=intent, attempt=claim.attempt, run_attempt=claim.counted_attempts, lease=claim.lease)
-        if slot is not None:
-            await _keep_slot(runtime, attempt, slot)
         with structlog.contextvars.bound_contextvars(attempt=attempt.attempt):
-            retry_in_s = await _run_claimed(runtime, attempt, body, policy, timeout_s)
+            retry_in_s = await _run_claimed(runtime, attempt, body, policy, timeout_s, slot)
     if retry_in_s is not None:
         raise arq.worker.Retry(defer=retry_in_s)
 
@@ -290,7 +280,12 @@ def _refused(runtime: WorkerRuntime[Any], refused: Refused) -> None:
 
 
 async def _run_claimed(
-    runtime: WorkerRuntime[Any], attempt: Attempt, body: JobBody, policy: RetryPolicy, timeout_s: float
+    runtime: WorkerRuntime[Any],
+    attempt: Attempt,
+    body: JobBody,
+    policy: RetryPolicy,
+    timeout_s: float,
+    slot: ReservedSlot | None,
 ) -> float | None:
     """Run a claimed attempt and record its end; returns the delay before the next attempt, if any.
 
@@ -305,17 +300,25 @@ async def _run_claimed(
     )
     runtime.running_ids.add(intent.record_id)
     try:
-        return await _run_and_record(runtime, attempt, body, policy, timeout_s)
+        return await _run_and_record(runtime, attempt, body, policy, timeout_s, slot)
     finally:
         del runtime.running[task]
         runtime.running_ids.discard(intent.record_id)
 
 
 async def _run_and_record(
-    runtime: WorkerRuntime[Any], attempt: Attempt, body: JobBody, policy: RetryPolicy, timeout_s: float
+    runtime: WorkerRuntime[Any],
+    attempt: Attempt,
+    body: JobBody,
+    policy: RetryPolicy,
+    timeout_s: float,
+    slot: ReservedSlot | None,
 ) -> float | None:
     started = time.perf_counter()
     try:
+        if slot is not None:  # inside: a SIGTERM during the wait hands the job back like one during the body
+            await _keep_slot(runtime, attempt, slot)
+            started = time.perf_counter()
         error = await _run_body(runtime, attempt, body, policy, timeout_s)
     except asyncio.CancelledError:
         # The worker is shutting down: hand the job back, not counted, before arq frees it in Redis for
@@ -334,17 +337,21 @@ async def _run_and_record(
     return retry_in_s
 
 
-async def _release(runtime: WorkerRuntime[Any], attempt: Attempt, started: float) -> None:
-    released = await runtime.records.release(
-        AttemptReleased(
-            job_id=attempt.intent.record_id,
-            attempt=attempt.attempt,
-            lease=attempt.lease,
-            finished_at=datetime.now(UTC),
-            duration_ms=(time.perf_counter() - started) * 1000,
-        )
+async def _release(
+    runtime: WorkerRuntime[Any], attempt: Attempt, started: float, *, reason: tuple[str, str] | None = None
+) -> None:
+    """Hand the job back uncounted; `reason` (error type, message) is a worker shutting down unless given."""
+    release = AttemptReleased(
+        job_id=attempt.intent.record_id,
+        attempt=attempt.attempt,
+        lease=attempt.lease,
+        finished_at=datetime.now(UTC),
+        duration_ms=(time.perf_counter() - started) * 1000,
     )
-    log.warning("job_handed_back", reason="worker shutting down", released=released)
+    if reason is not None:
+        release = dataclasses.replace(release, error_type=reason[0], error_message=reason[1])
+    released = await runtime.records.release(release)
+    log.warning("job_handed_back", reason=release.error_type, released=released)
 
 
 async def _run_body(
