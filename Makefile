@@ -32,10 +32,11 @@ lint: install
 	$(BIN)/mypy
 
 # Every chaos scenario at full scale, with real processes and private servers; prints a pass line each.
-# `make test` runs the short versions of scenarios 1, 2, 4 and 7.
+# Two lanes: the half-hour cron-and-soak test beside the others in a row. `make test` runs the short
+# versions of scenarios 1, 2, 4 and 7.
 chaos: install
 	$(BIN)/python scripts/services.py --database-url $(TEST_DATABASE_URL) --redis-url $(TEST_REDIS_URL)
-	MILLRACE_CHAOS=full $(BIN)/pytest tests/chaos -s -p no:cacheprovider -o timeout=2400
+	MILLRACE_CHAOS=full $(BIN)/python scripts/chaos_lanes.py -o timeout=2400
 
 bench: install
 	$(BIN)/python scripts/services.py --database-url $(TEST_DATABASE_URL) --redis-url $(TEST_REDIS_URL)
