@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, PostgresDsn, RedisDsn, Secret, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from millrace.storage import DownloadLinks, S3Config
+
 
 class Settings(BaseSettings):
     """Environments differ by these values, never by code paths.
@@ -86,8 +88,42 @@ class Settings(BaseSettings):
     # (tests and local development only; the SSRF guard refuses such addresses otherwise)
     outbound_allowed_hosts: list[str] = Field(default_factory=list)
 
+    # Where uploads, exports and rendered documents live: a local folder (one machine) or an S3 bucket.
+    storage_backend: Literal["folder", "s3"] = "folder"
+    storage_folder: Path = Path("var/storage")
+    s3_bucket: str = "millrace"
+    s3_endpoint_url: str | None = None  # None: AWS itself; set it for MinIO, R2, Ceph...
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_prefix: str = ""
+    # Download links are signed with this secret (at least 16 bytes), shared by the web app and the
+    # workers that send links; unset, no link is made or served. Where the web app is reached from outside:
+    download_link_secret: SecretStr | None = None
+    public_base_url: str = "http://127.0.0.1:8000"
+    download_link_valid_s: int = Field(default=7 * 24 * 3600, gt=0)
+
     def database_dsn(self) -> str:
         return str(self.database_url.get_secret_value())
 
     def redis_dsn(self) -> str:
         return str(self.redis_url.get_secret_value())
+
+    def storage_location(self) -> Path | S3Config:
+        if self.storage_backend == "folder":
+            return self.storage_folder
+        secret = self.s3_secret_access_key
+        return S3Config(
+            bucket=self.s3_bucket,
+            endpoint_url=self.s3_endpoint_url,
+            region=self.s3_region,
+            access_key_id=self.s3_access_key_id,
+            secret_access_key=None if secret is None else secret.get_secret_value(),
+            prefix=self.s3_prefix,
+        )
+
+    def download_links(self) -> DownloadLinks | None:
+        if self.download_link_secret is None:
+            return None
+        secret = self.download_link_secret.get_secret_value().encode()
+        return DownloadLinks(secret=secret, base_url=self.public_base_url.rstrip("/") + "/files")

@@ -18,6 +18,14 @@ if [ -z "${OPERATOR_PASSWORD_HASH:-}" ]; then
   export OPERATOR_PASSWORD_HASH
 fi
 
+# download links (exports, error reports, documents) are signed with this secret, shared by the web app and
+# the workers: a fresh one each run unless .env sets one, so a link from an earlier run stops working
+if [ -z "${DOWNLOAD_LINK_SECRET:-}" ]; then
+  DOWNLOAD_LINK_SECRET="$("$BIN/python" -c 'import secrets; print(secrets.token_urlsafe(32))')"
+  export DOWNLOAD_LINK_SECRET
+fi
+export PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://127.0.0.1:$PORT}"
+
 "$BIN/python" scripts/services.py --database-url "$DATABASE_URL" --redis-url "$REDIS_URL" --create-database
 "$BIN/millrace" migrate
 

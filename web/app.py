@@ -10,7 +10,7 @@ from typing import Literal
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -18,12 +18,13 @@ import db.billing
 import db.users
 import millrace
 from millrace import OUTAGES, TRANSIENT_ERRORS, AlreadyExists, JobClient, NotFound, configure_logging
+from millrace.storage import StorageUnavailable, open_storage
 from producers.emails import enqueue_admin_email, enqueue_password_reset_email, enqueue_welcome_email
 from producers.integrations import enqueue_crm_sync
 from settings import Settings
-from web import notifications, webhooks
+from web import files, notifications, webhooks
 from web.auth import CurrentUser, new_token, only_self, operator, operator_login_ok
-from web.errors import Problem, answers, on_database_away, on_validation_error
+from web.errors import Problem, answers, on_database_away, on_storage_away, on_validation_error
 from web.fields import Email, Line, PathId
 from web.limits import BodySizeLimit
 from web.state import AppState, state_of
@@ -64,8 +65,13 @@ def create_app(settings: Settings) -> FastAPI:
         size = settings.database_pool_max_size
         pool = await millrace.create_pool(settings.database_dsn(), min_size=size, max_size=size)
         try:
-            async with JobClient.open(redis_url=settings.redis_dsn(), pool=pool) as jobs:
-                app.state.millrace = AppState(settings=settings, pool=pool, jobs=jobs)
+            async with (
+                JobClient.open(redis_url=settings.redis_dsn(), pool=pool) as jobs,
+                open_storage(settings.storage_location()) as storage,
+            ):
+                app.state.millrace = AppState(
+                    settings=settings, pool=pool, jobs=jobs, storage=storage, links=settings.download_links()
+                )
                 yield
         finally:
             await pool.close()
@@ -76,6 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
     for outage in TRANSIENT_ERRORS:  # PostgreSQL away: 503 with Retry-After, the request can be repeated
         if issubclass(outage, Exception):
             app.add_exception_handler(outage, on_database_away)
+    app.add_exception_handler(StorageUnavailable, on_storage_away)
     app.add_middleware(
         BodySizeLimit,
         default_bytes=settings.web_max_body_bytes,
@@ -116,6 +123,13 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.add_api_route(
         "/tasks", notifications.create_task, methods=["POST"], status_code=201, responses=answers(401, 403, 404, *_BODY)
+    )
+    app.add_api_route(
+        "/files/{key:path}",
+        files.download,
+        methods=["GET"],
+        response_class=StreamingResponse,
+        responses={**answers(403, 404, 410), 200: {"content": {"application/octet-stream": {}}}},
     )
     operator_only = [Depends(operator)]
     app.add_api_route(

@@ -37,9 +37,10 @@ def answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
     described = {
         400: "the request cannot be read or verified",
         401: "no valid credentials",
-        403: "another user's data",
+        403: "not yours: another user's data, or a link that is not valid",
         404: "no such thing",
         409: "it exists already",
+        410: "the link has expired",
         413: "the body is too large",
     }
     # any route that touches PostgreSQL may find it away: 503 with Retry-After, never a 500
@@ -69,6 +70,15 @@ async def on_database_away(_request: Request, error: Exception) -> JSONResponse:
     log.warning("request_refused_database_away", error=type(error).__name__)
     return JSONResponse(
         Problem(detail="the database is unavailable; try again shortly").model_dump(),
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+async def on_storage_away(_request: Request, error: Exception) -> JSONResponse:
+    log.warning("request_refused_storage_away", error=str(error)[:200])
+    return JSONResponse(
+        Problem(detail="file storage is unavailable; try again shortly").model_dump(),
         status_code=503,
         headers={"Retry-After": str(RETRY_AFTER_S)},
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from millrace import JobClient, Pool
+from millrace.storage import DownloadLinks, Storage
 from settings import Settings
 
 
@@ -15,6 +16,9 @@ class AppState:
     settings: Settings
     pool: Pool
     jobs: JobClient
+    storage: Storage
+    #: None when no DOWNLOAD_LINK_SECRET is set: no link is made or served
+    links: DownloadLinks | None
 
 
 def state_of(request: Request) -> AppState:
