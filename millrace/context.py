@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -12,6 +12,7 @@ from millrace.store.pool import Connection
 
 if TYPE_CHECKING:
     from millrace.client import JobClient
+    from millrace.progress import ProgressWriter
 
 S = TypeVar("S")
 
@@ -36,6 +37,15 @@ class JobContext(Generic[S]):
     jobs: JobClient
     #: the application's resources (pools, clients, templates), built once per worker process
     services: S
+    progress_writer: ProgressWriter = field(repr=False)
+
+    def progress(self, done: int, total: int | None = None, message: str | None = None) -> None:
+        """Report how far the job has come, shown with its record (`JobRecord.progress`).
+
+        Cheap enough to call for every row: it is kept in memory and written about once a second, the
+        latest value only. A later attempt's reports replace this one's.
+        """
+        self.progress_writer.note(self.job_id, self.lease, done, total, message)
 
     async def hold_lease(self, conn: Connection) -> None:
         """Call inside the transaction that makes a guarded side effect, before making it.

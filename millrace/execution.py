@@ -373,6 +373,7 @@ async def _run_body(
         lease=attempt.lease,
         jobs=runtime.jobs,
         services=runtime.services,
+        progress_writer=runtime.progress,
     )
     deadline = asyncio.timeout(timeout_s)
     try:

@@ -53,6 +53,16 @@ class JobRecord:
     worker: str | None
     last_error_type: str | None
     last_error: str | None
+    #: how far the job came, as its body last reported it; None if it never did
+    progress: Progress | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Progress:
+    done: int
+    total: int | None
+    message: str | None
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar
 from arq.connections import ArqRedis
 
 from millrace.client import JobClient
+from millrace.progress import ProgressWriter
 from millrace.queues import Queue
 from millrace.recorder import RecordWriter
 from millrace.store.pool import Pool
@@ -37,6 +38,7 @@ class WorkerRuntime(Generic[S]):
     pool: Pool
     redis: ArqRedis
     records: RecordWriter
+    progress: ProgressWriter
     jobs: JobClient
     services: S
     #: how long a claim refused because another live worker holds the job waits before it looks again

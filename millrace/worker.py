@@ -26,6 +26,7 @@ from millrace.declare import CronDefinition, JobDefinition
 from millrace.dropped import DroppedJobs
 from millrace.liveness import Liveness
 from millrace.logs import LogFormat, configure_logging
+from millrace.progress import ProgressWriter
 from millrace.queues import Queue
 from millrace.reconcile import Reconciler
 from millrace.recorder import RecordWriter
@@ -68,6 +69,8 @@ class WorkerConfig:
     #: a record unchanged for this long is a candidate: younger ones may still be on their way to Redis
     reconcile_quiet_s: float = 10.0
     outbox_sweep_interval_s: float = 1.0
+    #: how often the progress jobs report is written to their records (one statement for all of them)
+    progress_interval_s: float = 1.0
     database_pool_max_size: int = 10
     concurrency: dict[str, int] | None = None
     log_format: LogFormat = "console"
@@ -213,6 +216,9 @@ async def _start_runtime(
     stack.push_async_callback(liveness.close)
     records.start()
     stack.push_async_callback(records.close)
+    progress = ProgressWriter(pool, interval_s=config.progress_interval_s)
+    progress.start()
+    stack.push_async_callback(progress.close)
     if config.event_loop_stall_s is not None:
         watchdog = Watchdog(dsn=config.database_url, worker_id=name, stall_s=config.event_loop_stall_s, running=running)
         watchdog.start()
@@ -225,6 +231,7 @@ async def _start_runtime(
         pool=pool,
         redis=ctx["redis"],
         records=records,
+        progress=progress,
         jobs=jobs,
         services=app_services,
         recheck_held_s=config.silent_after_s,

@@ -20,6 +20,7 @@ from millrace.records import (
     Claimed,
     ClaimRequest,
     JobStatus,
+    Progress,
 )
 from millrace.store.pool import Executor
 from millrace.store.workers import LIVE_WORKER_SQL
@@ -186,3 +187,28 @@ async def hold_lease(conn: Executor, job_id: str, lease: int) -> bool:
     locked (shared) until it ends, so that nothing hands the job on between this check and the commit."""
     held = await conn.fetchval("SELECT true FROM millrace_jobs WHERE id = $1 AND lease = $2 FOR SHARE", job_id, lease)
     return bool(held)
+
+
+#: a progress message is a status line, not a log
+MAX_PROGRESS_MESSAGE_CHARS = 500
+
+_WRITE_PROGRESS = """
+    UPDATE millrace_jobs j SET progress_done = p.done, progress_total = p.total, progress_message = p.message,
+        progress_at = p.at
+    FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::timestamptz[])
+        AS p(job_id, lease, done, total, message, at)
+    WHERE j.id = p.job_id AND j.lease = p.lease
+"""
+
+
+async def write_progress(conn: Executor, reports: Sequence[tuple[str, int, Progress]]) -> None:
+    """Each job's latest progress, written only while the record carries the lease that reported it."""
+    await conn.execute(
+        _WRITE_PROGRESS,
+        [job_id for job_id, _, _ in reports],
+        [lease for _, lease, _ in reports],
+        [p.done for _, _, p in reports],
+        [p.total for _, _, p in reports],
+        [storable_text(p.message, MAX_PROGRESS_MESSAGE_CHARS) for _, _, p in reports],
+        [p.at for _, _, p in reports],
+    )

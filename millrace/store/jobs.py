@@ -15,6 +15,7 @@ from millrace.records import (
     JobRecord,
     NewJob,
     OutboxEntry,
+    Progress,
     QueueStatus,
 )
 from millrace.store.pool import Executor
@@ -52,11 +53,15 @@ def new_job_columns(jobs: Sequence[NewJob]) -> list[list[Any]]:
 
 
 _JOB_COLUMNS = """id, queue, function, args, job_key, status, attempts, counted_attempts, attempt_base, run_at,
-    enqueued_at, started_at, finished_at, worker, last_error_type, last_error"""
+    enqueued_at, started_at, finished_at, worker, last_error_type, last_error,
+    progress_done, progress_total, progress_message, progress_at"""
 
 
 def _job(row: asyncpg.Record) -> JobRecord:
-    return JobRecord(**dict(row))
+    columns = dict(row)
+    done, total, message, at = (columns.pop(f"progress_{part}") for part in ("done", "total", "message", "at"))
+    progress = None if at is None else Progress(done=done, total=total, message=message, at=at)
+    return JobRecord(**columns, progress=progress)
 
 
 async def find_job(conn: Executor, job_id: str) -> JobRecord | None:

@@ -195,6 +195,24 @@ async def call_provider(ctx: JobContext[SampleServices], args: CallArgs) -> None
     response.raise_for_status()
 
 
+class CountArgs(JobArgs):
+    rows: int
+    seconds: float
+
+
+COUNT_ROWS = JobRef("count_rows", TESTQ, CountArgs)
+
+
+@job(COUNT_ROWS)
+async def count_rows(ctx: JobContext[SampleServices], args: CountArgs) -> None:
+    """Reports progress after every row, as an import would, spread over `seconds`."""
+    pause_every = max(1, args.rows // 20)
+    for row in range(1, args.rows + 1):
+        ctx.progress(row, args.rows, f"row {row}")
+        if row % pause_every == 0:
+            await asyncio.sleep(args.seconds / 20)
+
+
 @cron(queue=TESTQ, schedule=CronSchedule(second=None), missed="run_once")
 async def every_second(ctx: JobContext[SampleServices]) -> None:
     await note(ctx, "tick")
