@@ -7,6 +7,7 @@ its own migration series (`MigrationSeries`). Everything else in the package is 
 """
 
 from millrace import cli, maintenance, status
+from millrace.caps import Cap
 from millrace.cli import Application
 from millrace.client import DeadRetried, EnqueuedJob, JobClient
 from millrace.context import JobContext
@@ -54,6 +55,7 @@ __all__ = [
     "Application",
     "AttemptRecord",
     "Backoff",
+    "Cap",
     "Connection",
     "CorruptPayload",
     "CronDefinition",

@@ -10,6 +10,7 @@ from typing import Any, Generic, Literal, TypedDict, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
+from millrace.caps import Cap
 from millrace.context import JobContext
 from millrace.errors import InvalidJobArguments
 from millrace.limits import RateLimit
@@ -86,10 +87,16 @@ class JobDefinition(Generic[S, A]):
     retry: RetryPolicy
     timeout_s: float
     rate_limit: RateLimit | None = None
+    cap: Cap | None = None
 
     @property
     def name(self) -> str:
         return self.ref.name
+
+    @property
+    def caps(self) -> tuple[Cap, ...]:
+        """The caps an attempt holds a place under while it runs: the job's own, then its queue's."""
+        return tuple(c for c in (self.cap, self.ref.queue.shared_cap) if c is not None)
 
 
 def job(
@@ -98,13 +105,19 @@ def job(
     retry: RetryPolicy = NO_RETRY,
     timeout_s: float | None = None,
     rate_limit: RateLimit | None = None,
+    cap: Cap | None = None,
 ) -> Callable[[Callable[[JobContext[S], A], Awaitable[None]]], JobDefinition[S, A]]:
-    """Bind a job body to its reference, with its retry policy, timeout (default: the queue's) and the
-    rate limit its starts share with every worker."""
+    """Bind a job body to its reference, with its retry policy, timeout (default: the queue's), the
+    rate limit its starts share with every worker, and the cap on how many run at once everywhere."""
 
     def declare(run: Callable[[JobContext[S], A], Awaitable[None]]) -> JobDefinition[S, A]:
         return JobDefinition(
-            ref=ref, run=run, retry=retry, timeout_s=timeout_s or ref.queue.timeout_s, rate_limit=rate_limit
+            ref=ref,
+            run=run,
+            retry=retry,
+            timeout_s=timeout_s or ref.queue.timeout_s,
+            rate_limit=rate_limit,
+            cap=cap,
         )
 
     return declare

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import random
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -21,12 +20,18 @@ from typing import Any
 import arq.worker
 import structlog
 
-from millrace import limits, payload, store
+from millrace import admission, payload, store
+from millrace.admission import CLAIM_POSTPONE_S, RATE_LIMIT_MAX_WAIT_S, ReservedSlot
 from millrace.context import JobContext
 from millrace.declare import CronDefinition, JobDefinition
-from millrace.errors import AttemptsExhausted, CorruptPayload, InvalidJobArguments, JobTimedOut, LeaseLost
-from millrace.limits import RateLimit
-from millrace.outages import OUTAGES
+from millrace.errors import (
+    AttemptsExhausted,
+    CorruptPayload,
+    InvalidJobArguments,
+    JobTimedOut,
+    LeaseLost,
+    RetryAfter,
+)
 from millrace.records import (
     FINAL_STATUSES,
     AttemptFinished,
@@ -47,12 +52,6 @@ log = structlog.get_logger("millrace.job")
 _NEVER_RETRY = (InvalidJobArguments, CorruptPayload, AttemptsExhausted, LeaseLost)
 #: how long a job waits for PostgreSQL to take its claim before it goes back to Redis, and for how long
 CLAIM_PATIENCE_S = 3.0
-CLAIM_POSTPONE_S = 2.0
-#: a rate-limited job sleeps for a slot due within this long; a later one sends it back to Redis
-RATE_LIMIT_MAX_WAIT_S = 1.0
-#: how late a claim may make a rate-limited start before the slot is given up (for limits of more than 20
-#: calls a second, a claim often takes longer than their interval)
-SLOT_LATENESS_S = 0.05
 #: arq's own timeout is only a backstop: ours fires first so that a timeout goes through the policy, and
 #: arq's leaves room for a rate limit's wait, the claim's patience and a record written at the second try
 ARQ_TIMEOUT_GRACE_S = RATE_LIMIT_MAX_WAIT_S + CLAIM_PATIENCE_S + 5.0
@@ -126,8 +125,10 @@ def job_handler(definition: JobDefinition[Any, Any]) -> Callable[..., Awaitable[
             tick_at=None,
             args=parsed.args,
         )
-        slot = None if definition.rate_limit is None else await reserve_slot(arq_job.runtime, definition.rate_limit)
-        await run_attempt(arq_job.runtime, intent, body, definition.retry, definition.timeout_s, slot=slot)
+        runtime, limit = arq_job.runtime, definition.rate_limit
+        async with admission.places(runtime.jobs.redis, definition.caps, parsed.record_id, runtime.worker_name):
+            slot = None if limit is None else await admission.reserve_slot(runtime.jobs.redis, limit, parsed.args)
+            await run_attempt(arq_job.runtime, intent, body, definition.retry, definition.timeout_s, slot=slot)
 
     handle.__qualname__ = definition.name
     return handle
@@ -162,54 +163,6 @@ def cron_handler(definition: CronDefinition[Any]) -> Callable[..., Awaitable[Non
 
     handle.__qualname__ = definition.name
     return handle
-
-
-@dataclass(frozen=True, slots=True)
-class ReservedSlot:
-    limit: RateLimit
-    #: time.monotonic() of the slot
-    start_at: float
-
-
-async def reserve_slot(runtime: WorkerRuntime[Any], limit: RateLimit) -> ReservedSlot:
-    """This job's slot within `limit`; if none is due soon, the job goes back to Redis until about then,
-    before its claim: no attempt spent."""
-    try:
-        slot = await limits.take(runtime.jobs.redis, limit, max_wait_s=RATE_LIMIT_MAX_WAIT_S)
-    except OUTAGES as error:
-        log.warning("job_rate_limit_unknown", limit=limit.name, error=repr(error), retry_in_s=CLAIM_POSTPONE_S)
-        raise arq.worker.Retry(defer=CLAIM_POSTPONE_S) from error
-    if not slot.reserved:
-        raise arq.worker.Retry(defer=_rate_limited(limit, slot.wait_s))
-    return ReservedSlot(limit=limit, start_at=time.monotonic() + slot.wait_s)
-
-
-def _rate_limited(limit: RateLimit, wait_s: float) -> float:
-    # spread out, so that a backlog does not come back all at once to ask again
-    retry_in_s = wait_s * random.uniform(1.0, 1.5)
-    log.info("job_rate_limited", limit=limit.name, retry_in_s=round(retry_in_s, 3))
-    return retry_in_s
-
-
-async def _keep_slot(runtime: WorkerRuntime[Any], attempt: Attempt, slot: ReservedSlot) -> None:
-    """Sleep until the slot. A claim that took longer than the slot's wait must not start late, crowding
-    the next slot's call: it takes a fresh slot, or, with none due soon, hands the job back uncounted.
-
-    Late by up to one interval (at least SLOT_LATENESS_S) is let through: a window of the limit's length
-    then holds at most that many calls more than the limit allows.
-    """
-    start_at = slot.start_at
-    if time.monotonic() - start_at > max(slot.limit.interval_ms / 1000, SLOT_LATENESS_S):
-        try:
-            fresh = await limits.take(runtime.jobs.redis, slot.limit, max_wait_s=RATE_LIMIT_MAX_WAIT_S)
-        except OUTAGES:
-            fresh = limits.Slot(reserved=False, wait_s=CLAIM_POSTPONE_S)
-        if not fresh.reserved:
-            passed = f"its slot under the rate limit {slot.limit.name!r} passed while it was claimed"
-            await _release(runtime, attempt, time.perf_counter(), reason=("RateLimited", passed))
-            raise arq.worker.Retry(defer=_rate_limited(slot.limit, fresh.wait_s))
-        start_at = time.monotonic() + fresh.wait_s
-    await asyncio.sleep(max(0.0, start_at - time.monotonic()))
 
 
 def tick_of(arq_job_id: str) -> datetime:
@@ -317,7 +270,11 @@ async def _run_and_record(
     started = time.perf_counter()
     try:
         if slot is not None:  # inside: a SIGTERM during the wait hands the job back like one during the body
-            await _keep_slot(runtime, attempt, slot)
+            slot_passed_retry_in_s = await admission.keep_slot(runtime.jobs.redis, slot)
+            if slot_passed_retry_in_s is not None:
+                passed = f"its slot under the rate limit {slot.limit.name!r} passed while it was claimed"
+                await _release(runtime, attempt, started, reason=("RateLimited", passed))
+                raise arq.worker.Retry(defer=slot_passed_retry_in_s)
             started = time.perf_counter()
         error = await _run_body(runtime, attempt, body, policy, timeout_s)
     except asyncio.CancelledError:
@@ -327,6 +284,8 @@ async def _run_and_record(
             await asyncio.wait_for(asyncio.shield(_release(runtime, attempt, started)), RELEASE_WAIT_S)
         raise
     duration_ms = (time.perf_counter() - started) * 1000
+    if isinstance(error, RetryAfter) and slot is not None:
+        await admission.hold_off(runtime.jobs.redis, slot, error.delay_s)
     outcome, status, retry_in_s = conclude(error, policy, attempt.run_attempt)
     held = await runtime.records.finish(_finished_event(attempt, outcome, status, duration_ms, error, retry_in_s))
     if not held:

@@ -11,8 +11,12 @@ loop that asks again and again.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from arq.connections import ArqRedis
 
@@ -35,15 +39,32 @@ return {1, math.ceil(wait)}
 """
 
 
+_HOLD_OFF_LUA = """
+local now = redis.call('TIME')
+now = tonumber(now[1]) * 1000 + tonumber(now[2]) / 1000
+local until_ms = now + tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < until_ms then
+  redis.call('SET', KEYS[1], string.format('%.3f', until_ms), 'PX', math.ceil(until_ms - now) + 1000)
+end
+return 1
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class RateLimit:
     """At most `calls` job starts per `per_s` seconds, across every worker; `burst` may start back to
-    back after a quiet spell (1: evenly spaced). Jobs that share a name share the limit."""
+    back after a quiet spell (1: evenly spaced). Jobs that share a name share the limit.
+
+    With `per_arg`, each value of that job argument has a limit of its own: `per_arg="tenant_id"` gives
+    every tenant `calls` per `per_s`.
+    """
 
     name: str
     calls: int
     per_s: float = 1.0
     burst: int = 1
+    per_arg: str | None = None
 
     def __post_init__(self) -> None:
         if self.calls < 1 or self.per_s <= 0 or self.burst < 1:
@@ -53,6 +74,15 @@ class RateLimit:
     def interval_ms(self) -> float:
         return self.per_s * 1000 / self.calls
 
+    def key_for(self, args: Mapping[str, Any]) -> str:
+        """The Redis key of the limit a job with these arguments starts under."""
+        if self.per_arg is None:
+            return _KEY_PREFIX + self.name
+        value = json.dumps(args.get(self.per_arg), sort_keys=True)
+        if len(value) > 64:  # a long value (or a hostile one) is hashed: keys stay short
+            value = hashlib.sha256(value.encode()).hexdigest()[:32]
+        return f"{_KEY_PREFIX}{self.name}:{value}"
+
 
 @dataclass(frozen=True, slots=True)
 class Slot:
@@ -61,11 +91,19 @@ class Slot:
     wait_s: float
 
 
-async def take(redis: ArqRedis, limit: RateLimit, *, max_wait_s: float) -> Slot:
-    """Reserve the next start under `limit` if it is due within `max_wait_s`."""
+async def take(redis: ArqRedis, limit: RateLimit, key: str, *, max_wait_s: float) -> Slot:
+    """Reserve the next start under `limit` (at `key`, see RateLimit.key_for) if it is due within `max_wait_s`."""
     script = redis.register_script(_TAKE_LUA)
     reserved, wait_ms = await script(
-        keys=[_KEY_PREFIX + limit.name],
+        keys=[key],
         args=[limit.interval_ms, (limit.burst - 1) * limit.interval_ms, math.floor(max_wait_s * 1000)],
     )
     return Slot(reserved=bool(reserved), wait_s=int(wait_ms) / 1000)
+
+
+async def hold_off(redis: ArqRedis, limit: RateLimit, key: str, delay_s: float) -> None:
+    """No start under the limit at `key` for `delay_s` (a provider's Retry-After): every worker waits."""
+    script = redis.register_script(_HOLD_OFF_LUA)
+    # past the burst's tolerance too, or a burst could start before the provider's time is up
+    tolerance_ms = (limit.burst - 1) * limit.interval_ms
+    await script(keys=[key], args=[math.ceil(delay_s * 1000 + tolerance_ms)])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from millrace.caps import Cap
+
 _REDIS_QUEUE_PREFIX = "millrace:queue:"
 
 
@@ -19,12 +21,18 @@ class Queue:
     concurrency: int
     #: default timeout of a job of this queue; a job may declare its own
     timeout_s: float = 300
+    #: at most this many of the queue's jobs run at once across every worker process (None: no cap)
+    cap: int | None = None
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
             raise ValueError(f"queue name {self.name!r} must be an identifier (it names a worker class)")
         if self.concurrency < 1:
             raise ValueError(f"queue {self.name!r}: concurrency must be at least 1")
+
+    @property
+    def shared_cap(self) -> Cap | None:
+        return None if self.cap is None else Cap(f"queue:{self.name}", self.cap)
 
     @property
     def redis_key(self) -> str:

@@ -20,7 +20,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from millrace import cron_catchup, execution, payload, store
+from millrace import admission, cron_catchup, execution, payload, store
 from millrace.client import JobClient
 from millrace.declare import CronDefinition, JobDefinition
 from millrace.dropped import DroppedJobs
@@ -208,7 +208,7 @@ async def _start_runtime(
         running=lambda: running_ids,
         jobs_done=lambda: records.finishes_written,
         in_progress_timeout_s=in_progress_timeout_s,
-        claim_patience_s=execution.RATE_LIMIT_MAX_WAIT_S + execution.CLAIM_PATIENCE_S,
+        claim_patience_s=admission.RATE_LIMIT_MAX_WAIT_S + execution.CLAIM_PATIENCE_S,
     )
     await liveness.start()
     # The stack unwinds backwards: the record writer writes the last hand-backs, then the worker is

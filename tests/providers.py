@@ -41,6 +41,9 @@ class Providers:
     crm_contacts: dict[str, Any] = field(default_factory=dict)
     #: (provider, time.monotonic()) of every request's arrival, for rate checks
     arrivals: list[tuple[str, float]] = field(default_factory=list)
+    #: requests being answered now, and the most there ever were at once, by provider
+    in_flight: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PROVIDERS, 0))
+    max_in_flight: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PROVIDERS, 0))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def url(self, provider: str) -> str:
@@ -68,6 +71,15 @@ class Providers:
         provider = request.path_params["provider"]
         with self._lock:
             self.arrivals.append((provider, time.monotonic()))
+            self.in_flight[provider] += 1
+            self.max_in_flight[provider] = max(self.max_in_flight[provider], self.in_flight[provider])
+        try:
+            return await self._answer(provider, request)
+        finally:
+            with self._lock:
+                self.in_flight[provider] -= 1
+
+    async def _answer(self, provider: str, request: Request) -> Response:
         fault = self.faults[provider]
         body = await request.json() if await request.body() else None
         if fault.hang_s:

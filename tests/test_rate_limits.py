@@ -6,14 +6,16 @@ import asyncio
 import itertools
 import time
 import uuid
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from millrace import JobClient, Pool, RateLimit
-from millrace.limits import take
+from millrace.limits import hold_off, take
 from tests.conftest import RunWorker
+from tests.processes import wait_for
 from tests.providers import provider_server
 from tests.sample import app
 
@@ -24,7 +26,7 @@ def fresh(calls: int, per_s: float = 1.0, burst: int = 1) -> RateLimit:
 
 async def test_starts_are_spaced_evenly(client: JobClient) -> None:
     limit = fresh(calls=20)
-    waits = [(await take(client.redis, limit, max_wait_s=10)).wait_s for _ in range(10)]
+    waits = [(await take(client.redis, limit, limit.key_for({}), max_wait_s=10)).wait_s for _ in range(10)]
     # each reservation is one interval (50 ms) after the one before; the calls themselves take a little time
     for n, wait in enumerate(waits):
         assert n * 0.05 - 0.02 <= wait <= n * 0.05 + 0.001, waits
@@ -32,7 +34,7 @@ async def test_starts_are_spaced_evenly(client: JobClient) -> None:
 
 async def test_a_burst_starts_at_once_after_a_quiet_spell(client: JobClient) -> None:
     limit = fresh(calls=10, burst=4)
-    waits = [(await take(client.redis, limit, max_wait_s=10)).wait_s for _ in range(6)]
+    waits = [(await take(client.redis, limit, limit.key_for({}), max_wait_s=10)).wait_s for _ in range(6)]
     assert waits[:4] == [0, 0, 0, 0]
     assert 0.05 < waits[4] <= 0.1
     assert waits[5] > waits[4]
@@ -40,8 +42,8 @@ async def test_a_burst_starts_at_once_after_a_quiet_spell(client: JobClient) -> 
 
 async def test_a_slot_too_far_away_is_not_reserved(client: JobClient) -> None:
     limit = fresh(calls=1, per_s=10)
-    first = await take(client.redis, limit, max_wait_s=1)
-    later = [await take(client.redis, limit, max_wait_s=1) for _ in range(3)]
+    first = await take(client.redis, limit, limit.key_for({}), max_wait_s=1)
+    later = [await take(client.redis, limit, limit.key_for({}), max_wait_s=1) for _ in range(3)]
     assert (first.reserved, first.wait_s) == (True, 0)
     # nothing reserved: each asks again about the same slot, ten seconds on
     assert all(not slot.reserved and 9.5 < slot.wait_s <= 10 for slot in later), later
@@ -52,7 +54,7 @@ async def test_many_takers_at_once_get_distinct_spaced_slots(client: JobClient) 
 
     async def taker() -> float:
         asked = time.monotonic()
-        slot = await take(client.redis, limit, max_wait_s=10)
+        slot = await take(client.redis, limit, limit.key_for({}), max_wait_s=10)
         assert slot.reserved
         return asked + slot.wait_s
 
@@ -74,7 +76,7 @@ async def test_no_window_holds_more_than_the_limit(
     starts: list[float] = []
     for _ in range(takers):
         asked = time.monotonic()
-        slot = await take(client.redis, limit, max_wait_s=3600)
+        slot = await take(client.redis, limit, limit.key_for({}), max_wait_s=3600)
         starts.append(asked + slot.wait_s)
     starts.sort()
     for i, start in enumerate(starts):
@@ -83,7 +85,8 @@ async def test_no_window_holds_more_than_the_limit(
 
 
 def test_a_limit_needs_positive_numbers() -> None:
-    for bad in ({"calls": 0}, {"calls": 1, "per_s": 0}, {"calls": 1, "burst": 0}):
+    bad_limits: list[dict[str, Any]] = [{"calls": 0}, {"calls": 1, "per_s": 0}, {"calls": 1, "burst": 0}]
+    for bad in bad_limits:
         with pytest.raises(ValueError, match="rate limit"):
             RateLimit("x", **bad)
 
@@ -101,3 +104,46 @@ async def test_a_rate_limited_job_waits_for_its_slot_without_spending_attempts(
     assert arrivals[-1] - arrivals[0] >= 29 * 0.05 - 0.1
     attempts = await pool.fetchval("SELECT max(attempts) FROM millrace_jobs")
     assert attempts == 1
+
+
+async def test_a_limit_per_argument_gives_each_value_its_own(client: JobClient) -> None:
+    limit = RateLimit(f"test-{uuid.uuid4().hex}", calls=1, per_s=60, per_arg="tenant_id")
+    for tenant in (1, 2, "1"):  # the integer 1 and the string "1" are two tenants
+        assert (await take(client.redis, limit, limit.key_for({"tenant_id": tenant}), max_wait_s=0)).reserved
+    again = await take(client.redis, limit, limit.key_for({"tenant_id": 1}), max_wait_s=0)
+    assert not again.reserved
+    assert again.wait_s > 50
+    assert len(limit.key_for({"tenant_id": "x" * 10_000})) < 200
+    assert limit.key_for({}) == limit.key_for({"tenant_id": None})
+
+
+async def test_a_hold_off_stops_every_start_until_it_ends(client: JobClient) -> None:
+    limit = fresh(calls=100, burst=5)
+    key = limit.key_for({})
+    await hold_off(client.redis, limit, key, 0.5)
+    slot = await take(client.redis, limit, key, max_wait_s=0.1)
+    assert not slot.reserved
+    assert 0.4 <= slot.wait_s <= 0.6
+    await hold_off(client.redis, limit, key, 0.1)  # a shorter hold-off does not cut the longer one short
+    assert not (await take(client.redis, limit, key, max_wait_s=0.1)).reserved
+
+
+async def test_a_429_with_retry_after_holds_every_start_back(
+    client: JobClient, pool: Pool, run_worker: RunWorker
+) -> None:
+    with provider_server() as providers:
+        providers.fail("sms", 429, retry_after="1")
+        for _ in range(3):
+            await client.enqueue(app.CALL_PROVIDER, app.CallArgs(url=providers.url("sms")))
+        worker = asyncio.ensure_future(run_worker())
+        await wait_for(lambda: providers.arrivals, timeout_s=10, what="the first call")
+        first_429 = providers.arrivals[0][1]
+        await asyncio.sleep(0.5)
+        providers.recover("sms")
+        await worker
+        arrivals = sorted(t - first_429 for _, t in providers.arrivals)
+    # the three calls whose slots were taken before the first answer, then nothing until Retry-After passed
+    assert [t for t in arrivals if 0.3 < t < 0.95] == []
+    assert len(arrivals) == 6
+    statuses = await pool.fetch("SELECT status, attempts FROM millrace_jobs")
+    assert {(r["status"], r["attempts"]) for r in statuses} == {("succeeded", 2)}

@@ -21,6 +21,7 @@ import httpx
 import structlog
 
 from millrace import (
+    Cap,
     CronSchedule,
     JobArgs,
     JobClient,
@@ -190,8 +191,21 @@ async def call_provider(ctx: JobContext[SampleServices], args: CallArgs) -> None
     # the call first: anything before it (a database write) would shift it off its slot
     response = await ctx.services.http.post(args.url, json={"job_id": ctx.job_id, "attempt": ctx.attempt})
     await note(ctx, "call")
+    if response.status_code == 429:
+        raise RetryAfter(float(response.headers.get("retry-after", "1")), "the provider rate-limited us")
     if response.status_code >= 500:
         raise ConnectionError(f"the provider answered {response.status_code}")
+    response.raise_for_status()
+
+
+CAPPED_CALL = JobRef("capped_call", TESTQ, CallArgs)
+#: at most two calls in flight, across every worker
+PROVIDER_CAP = Cap("sample-provider-cap", 2)
+
+
+@job(CAPPED_CALL, retry=QUICK_RETRY, cap=PROVIDER_CAP)
+async def capped_call(ctx: JobContext[SampleServices], args: CallArgs) -> None:
+    response = await ctx.services.http.post(args.url, json={"job_id": ctx.job_id})
     response.raise_for_status()
 
 

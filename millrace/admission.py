@@ -1,0 +1,118 @@
+"""Whether a job may start now: its places under its caps and its slot under its rate limit, both taken
+before the claim, so a job held back goes back to Redis for a while without spending an attempt.
+
+Caps and limits live in Redis and hold across every worker (see caps and limits). While Redis is away,
+nothing is known about them: the job goes back for CLAIM_POSTPONE_S, like a claim PostgreSQL cannot take.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import secrets
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import arq.worker
+import structlog
+from arq.connections import ArqRedis
+
+from millrace import caps, limits
+from millrace.limits import RateLimit
+from millrace.outages import OUTAGES
+
+log = structlog.get_logger("millrace.job")
+
+#: how long a job that cannot know whether it may start (Redis or PostgreSQL away) waits in Redis
+CLAIM_POSTPONE_S = 2.0
+#: a rate-limited job sleeps for a slot due within this long; a later one sends it back to Redis
+RATE_LIMIT_MAX_WAIT_S = 1.0
+#: how late a claim may make a rate-limited start before the slot is given up (for limits of more than 20
+#: calls a second, a claim often takes longer than their interval)
+SLOT_LATENESS_S = 0.05
+
+
+@contextlib.asynccontextmanager
+async def places(redis: ArqRedis, job_caps: tuple[caps.Cap, ...], record_id: str, worker: str) -> AsyncIterator[None]:
+    """A place under each of the job's caps for the whole attempt; with none free, the job goes back to
+    Redis, for longer the more jobs wait for the same cap."""
+    if not job_caps:
+        yield
+        return
+    holder = f"{record_id}:{worker}:{secrets.token_hex(4)}"  # each copy of a job holds its own place
+    try:
+        full = await caps.acquire(redis, job_caps, holder)
+    except OUTAGES as error:
+        log.warning("job_cap_unknown", error=repr(error), retry_in_s=CLAIM_POSTPONE_S)
+        raise arq.worker.Retry(defer=CLAIM_POSTPONE_S) from error
+    if full is not None:
+        retry_in_s = full.come_back_in_s()
+        log.info("job_capped", cap=full.cap.name, waiting=full.ahead, retry_in_s=round(retry_in_s, 3))
+        raise arq.worker.Retry(defer=retry_in_s)
+    async with caps.kept(redis, job_caps, holder):
+        yield
+
+
+@dataclass(frozen=True, slots=True)
+class ReservedSlot:
+    limit: RateLimit
+    #: the limit's Redis key for this job's arguments (RateLimit.key_for)
+    key: str
+    #: time.monotonic() of the slot
+    start_at: float
+
+
+async def reserve_slot(redis: ArqRedis, limit: RateLimit, args: Mapping[str, Any]) -> ReservedSlot:
+    """This job's slot within `limit`; if none is due soon, the job goes back to Redis until about then."""
+    key = limit.key_for(args)
+    try:
+        slot = await limits.take(redis, limit, key, max_wait_s=RATE_LIMIT_MAX_WAIT_S)
+    except OUTAGES as error:
+        log.warning("job_rate_limit_unknown", limit=limit.name, error=repr(error), retry_in_s=CLAIM_POSTPONE_S)
+        raise arq.worker.Retry(defer=CLAIM_POSTPONE_S) from error
+    if not slot.reserved:
+        raise arq.worker.Retry(defer=rate_limited(limit, slot.wait_s))
+    return ReservedSlot(limit=limit, key=key, start_at=time.monotonic() + slot.wait_s)
+
+
+def rate_limited(limit: RateLimit, wait_s: float) -> float:
+    """How long a job that found no slot stays in Redis: spread out, so that a backlog does not come back
+    all at once to ask again."""
+    retry_in_s = wait_s * random.uniform(1.0, 1.5)
+    log.info("job_rate_limited", limit=limit.name, retry_in_s=round(retry_in_s, 3))
+    return retry_in_s
+
+
+async def keep_slot(redis: ArqRedis, slot: ReservedSlot) -> float | None:
+    """Sleep until the slot and return None; or, if the slot passed while the job was claimed and no
+    fresh one is due soon, return how long the job should go back to Redis for.
+
+    A claim that took longer than the slot's wait must not start late, crowding the next slot's call.
+    Late by up to one interval (at least SLOT_LATENESS_S) is let through: a window of the limit's length
+    then holds at most that many calls more than the limit allows.
+    """
+    start_at = slot.start_at
+    if time.monotonic() - start_at > max(slot.limit.interval_ms / 1000, SLOT_LATENESS_S):
+        try:
+            fresh = await limits.take(redis, slot.limit, slot.key, max_wait_s=RATE_LIMIT_MAX_WAIT_S)
+        except OUTAGES:
+            fresh = limits.Slot(reserved=False, wait_s=CLAIM_POSTPONE_S)
+        if not fresh.reserved:
+            return rate_limited(slot.limit, fresh.wait_s)
+        start_at = time.monotonic() + fresh.wait_s
+    await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+    return None
+
+
+async def hold_off(redis: ArqRedis, slot: ReservedSlot, delay_s: float) -> None:
+    """A provider said "not before `delay_s`" (429 and Retry-After): no job under its limit starts before
+    then, on any worker, rather than each finding out with a call of its own."""
+    try:
+        await limits.hold_off(redis, slot.limit, slot.key, delay_s)
+    except OUTAGES as error:
+        log.warning("rate_limit_hold_off_failed", limit=slot.limit.name, error=repr(error))
+        return
+    log.info("rate_limit_held_off", limit=slot.limit.name, delay_s=delay_s)
