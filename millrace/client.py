@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from millrace.relay import deliver_all
 from millrace.store.pool import Connection, Pool
 
 A = TypeVar("A", bound=JobArgs)
+B = TypeVar("B", bound=JobArgs)
 log = structlog.get_logger(__name__)
 
 #: how far ahead a job may be scheduled; beyond it a delay is a mistake (and overflows dates)
@@ -38,6 +40,13 @@ class EnqueuedJob:
     created: bool
     #: "redis": in the queue now; "outbox": delivered by the relay once the transaction commits
     via: Literal["redis", "outbox"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnqueuedGroup:
+    id: str
+    #: the children's job ids, in the order of their arguments
+    children: list[str]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,6 +134,22 @@ class JobClient:
         new = [new_job(ref, args, job_key=key) for args, key in zip(many_args, keys, strict=True)]
         return len(await store.outbox.insert_jobs_with_outbox(conn, new)) if new else 0
 
+    async def enqueue_group(
+        self, ref: JobRef[A], many_args: Sequence[A], *, then: tuple[JobRef[B], B], conn: Connection
+    ) -> EnqueuedGroup:
+        """Fan out and in: enqueue one child job per `many_args`, and `then` (a job and its arguments) to
+        run once when every child has reached a final state (succeeded, dead or cancelled), inside `conn`'s
+        transaction.
+
+        The follow-up is enqueued in the transaction that records the last child's end, so it runs once
+        even when the last two children end at the same moment on two workers. It reads the children's
+        outcomes from wherever they wrote them. With no children, it is enqueued at once.
+        """
+        group_id = uuid.uuid4().hex
+        children = [dataclasses.replace(new_job(ref, args), group_id=group_id) for args in many_args]
+        await store.groups.insert_group(conn, group_id, children, then=new_job(*then))
+        return EnqueuedGroup(id=group_id, children=[c.id for c in children])
+
     async def cancel(self, job_id: str) -> Literal["cancelled", "running", "not_pending"]:
         """Cancel a job that has not started yet, or that waits for its next attempt."""
         try:
@@ -132,6 +157,7 @@ class JobClient:
                 job = await store.jobs.mark_cancelled(conn, job_id)
                 if job is None:
                     return "not_pending"
+                await store.groups.count_ended(conn, [job.id])  # a cancelled child counts as ended
                 await store.outbox.delete_entries_of(conn, job_id)
                 redis_id = payload.redis_job_id(job.id, job.attempt_base)
                 if not await dispatch.remove_unstarted(self.redis, redis_id, job.queue):

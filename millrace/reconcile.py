@@ -67,6 +67,17 @@ async def _restore_missing(pool: Pool, redis: ArqRedis, page: list[OutboxEntry])
     return restored
 
 
+async def count_group_children(pool: Pool) -> int:
+    """Count the group children whose end was recorded outside a worker's finish (dropped as corrupt,
+    say): a group waits for no child forever. Returns the follow-ups enqueued."""
+    async with pool.acquire() as conn:
+        ended = await store.groups.list_uncounted_ended(conn)
+        if not ended:
+            return 0
+        async with conn.transaction():
+            return await store.groups.count_ended(conn, ended)
+
+
 class Reconciler:
     """Runs a pass every `interval_s` (jittered); one worker of a queue at a time, by an advisory lock."""
 
@@ -96,6 +107,7 @@ class Reconciler:
                 return 0
             try:
                 restored = await reconcile_queue(self._pool, self._redis, self._queue, quiet_for=self._quiet_for)
+                await count_group_children(self._pool)
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", lock_id)
         self.restored += restored

@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 
 from millrace import store
-from millrace.records import AttemptFinished, AttemptReleased, Claimed, ClaimRequest, Refused
+from millrace.records import FINAL_STATUSES, AttemptFinished, AttemptReleased, Claimed, ClaimRequest, Refused
 from millrace.store.pool import TRANSIENT_ERRORS, Pool
 
 log = structlog.get_logger(__name__)
@@ -133,7 +133,12 @@ class RecordWriter:
                 await _apply_claims(conn, batch.claims)
                 batch.claims = []  # answered: a retry of this batch must not claim them twice
             if batch.finishes:
-                applied = await store.attempts.finish(conn, [e for e, _ in batch.finishes])
+                # one transaction: a child of a group is counted with its end, or neither is written
+                async with conn.transaction():
+                    applied = await store.attempts.finish(conn, [e for e, _ in batch.finishes])
+                    ended = [e.job_id for e, _ in batch.finishes if e.job_id in applied and e.status in FINAL_STATUSES]
+                    if ended:
+                        await store.groups.count_ended(conn, ended)
                 self.finishes_written += len(applied)
                 _answer(batch.finishes, lambda e: e.job_id in applied)
                 batch.finishes = []

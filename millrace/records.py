@@ -32,6 +32,8 @@ class NewJob:
     job_key: str | None
     run_at: datetime | None
     enqueued_at: datetime
+    #: the fan-out group it is a child of (JobClient.enqueue_group)
+    group_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

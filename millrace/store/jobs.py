@@ -24,17 +24,17 @@ from millrace.text import storable_text
 #: the pending rule in SQL, from the one list of pending statuses; the key index's predicate must match it
 PENDING_SQL = "status IN (" + ", ".join(f"'{s}'" for s in PENDING_STATUSES) + ")"
 
-#: new jobs as rows named `new`, from `new_job_columns()` as $1..$7
+#: new jobs as rows named `new`, from `new_job_columns()` as $1..$8
 NEW_JOBS = """new AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::timestamptz[],
-                         $7::timestamptz[])
-        AS n(id, queue, function, args, job_key, run_at, enqueued_at))"""
+                         $7::timestamptz[], $8::text[])
+        AS n(id, queue, function, args, job_key, run_at, enqueued_at, group_id))"""
 
 #: insert the rows of `new`, none whose job key a pending job holds; returns what an outbox row needs
 INSERT_NEW_JOBS = f"""
-    INSERT INTO millrace_jobs (id, queue, function, args, job_key, status, run_at, enqueued_at)
+    INSERT INTO millrace_jobs (id, queue, function, args, job_key, status, run_at, enqueued_at, group_id)
     SELECT id, queue, function, args, job_key,
-           CASE WHEN run_at > enqueued_at THEN 'deferred' ELSE 'queued' END, run_at, enqueued_at
+           CASE WHEN run_at > enqueued_at THEN 'deferred' ELSE 'queued' END, run_at, enqueued_at, group_id
     FROM new
     ON CONFLICT (job_key) WHERE job_key IS NOT NULL AND {PENDING_SQL} DO NOTHING
     RETURNING id, queue, function, args, attempt_base, run_at, enqueued_at"""
@@ -49,6 +49,7 @@ def new_job_columns(jobs: Sequence[NewJob]) -> list[list[Any]]:
         [j.job_key for j in jobs],
         [j.run_at for j in jobs],
         [j.enqueued_at for j in jobs],
+        [j.group_id for j in jobs],
     ]
 
 

@@ -209,6 +209,19 @@ async def capped_call(ctx: JobContext[SampleServices], args: CallArgs) -> None:
     response.raise_for_status()
 
 
+class LabelArgs(JobArgs):
+    label: str
+
+
+GROUP_DONE = JobRef("group_done", TESTQ, LabelArgs)
+
+
+@job(GROUP_DONE)
+async def group_done(ctx: JobContext[SampleServices], args: LabelArgs) -> None:
+    """A fan-in follow-up: it runs once when every child of its group has ended."""
+    await note(ctx, f"then:{args.label}")
+
+
 class CountArgs(JobArgs):
     rows: int
     seconds: float
