@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     # (tests and local development only; the SSRF guard refuses such addresses otherwise)
     outbound_allowed_hosts: list[str] = Field(default_factory=list)
 
+    # An uploaded import file past this size is refused with 413 while it streams in.
+    import_max_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+
     # Where uploads, exports and rendered documents live: a local folder (one machine) or an S3 bucket.
     storage_backend: Literal["folder", "s3"] = "folder"
     storage_folder: Path = Path("var/storage")

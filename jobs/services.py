@@ -12,6 +12,7 @@ import jinja2
 from jobs.mail import EmailBackend, backend_from
 from jobs.ssrf import guarded_client
 from millrace import JobClient, Pool
+from millrace.storage import DownloadLinks, Storage, open_storage
 from settings import Settings
 
 
@@ -27,6 +28,10 @@ class Services:
     user_http: httpx.AsyncClient
     mailer: EmailBackend
     templates: jinja2.Environment
+    #: uploads, exports and rendered documents
+    storage: Storage
+    #: signed download links for the files jobs send to users; None when no secret is configured
+    links: DownloadLinks | None
 
 
 def template_environment() -> jinja2.Environment:
@@ -42,7 +47,11 @@ async def open_services(settings: Settings, jobs: JobClient) -> AsyncIterator[Se
     # explicit timeouts: a provider that hangs must fail the attempt, not hold the worker slot forever
     timeout = httpx.Timeout(settings.http_timeout_s, connect=min(settings.http_timeout_s, 5.0))
     user_http = guarded_client(timeout=timeout, allowed_hosts=settings.outbound_allowed_hosts)
-    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http, user_http:
+    async with (
+        httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http,
+        user_http,
+        open_storage(settings.storage_location()) as storage,
+    ):
         yield Services(
             settings=settings,
             db=jobs.pool,
@@ -51,4 +60,6 @@ async def open_services(settings: Settings, jobs: JobClient) -> AsyncIterator[Se
             user_http=user_http,
             mailer=backend_from(settings, http),
             templates=template_environment(),
+            storage=storage,
+            links=settings.download_links(),
         )

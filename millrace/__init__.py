@@ -9,7 +9,7 @@ its own migration series (`MigrationSeries`). Everything else in the package is 
 from millrace import cli, maintenance, status
 from millrace.caps import Cap
 from millrace.cli import Application
-from millrace.client import DeadRetried, EnqueuedJob, JobClient
+from millrace.client import DeadRetried, EnqueuedGroup, EnqueuedJob, JobClient
 from millrace.context import JobContext
 from millrace.declare import (
     CronDefinition,
@@ -38,7 +38,16 @@ from millrace.logs import LogFormat, configure_logging
 from millrace.maintenance import PruneJobRecordsArgs
 from millrace.outages import OUTAGES
 from millrace.queues import Queue
-from millrace.records import ALL_STATUSES, PENDING_STATUSES, AttemptRecord, JobRecord, JobStatus, Outcome
+from millrace.records import (
+    ALL_STATUSES,
+    PENDING_STATUSES,
+    AttemptRecord,
+    GroupStatus,
+    JobRecord,
+    JobStatus,
+    Outcome,
+    Progress,
+)
 from millrace.retry import NO_RETRY, Backoff, RetryPolicy, exponential, fixed
 from millrace.store.migrate import MigrationSeries, apply_migrations
 from millrace.store.pool import TRANSIENT_ERRORS, Connection, Executor, Pool, connect, create_pool
@@ -61,9 +70,11 @@ __all__ = [
     "CronDefinition",
     "CronSchedule",
     "DeadRetried",
+    "EnqueuedGroup",
     "EnqueuedJob",
     "Executor",
     "GiveUp",
+    "GroupStatus",
     "InvalidJobArguments",
     "JobArgs",
     "JobClient",
@@ -80,6 +91,7 @@ __all__ = [
     "NotFound",
     "Outcome",
     "Pool",
+    "Progress",
     "PruneJobRecordsArgs",
     "Queue",
     "RateLimit",

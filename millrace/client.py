@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from millrace import dispatch, payload, store
 from millrace.declare import JobArgs, JobRef
-from millrace.records import NewJob, OutboxEntry
+from millrace.records import GroupStatus, NewJob, OutboxEntry
 from millrace.relay import deliver_all
 from millrace.store.pool import Connection, Pool
 
@@ -149,6 +149,10 @@ class JobClient:
         children = [dataclasses.replace(new_job(ref, args), group_id=group_id) for args in many_args]
         await store.groups.insert_group(conn, group_id, children, then=new_job(*then))
         return EnqueuedGroup(id=group_id, children=[c.id for c in children])
+
+    async def group_status(self, group_id: str) -> GroupStatus | None:
+        async with self.pool.acquire() as conn:
+            return await store.groups.group_status(conn, group_id)
 
     async def cancel(self, job_id: str) -> Literal["cancelled", "running", "not_pending"]:
         """Cancel a job that has not started yet, or that waits for its next attempt."""

@@ -156,3 +156,23 @@ class OutboxEntry:
     attempt_base: int
     run_at: datetime | None
     enqueued_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GroupStatus:
+    """Where a fan-out group stands: its children by final state, and their progress summed."""
+
+    total: int
+    succeeded: int
+    dead: int
+    cancelled: int
+    #: the sum of the children's last reported `done`
+    progress_done: int
+    #: one dead child's last error, to say why
+    an_error: str | None
+    #: the follow-up, once the last child has ended
+    then_job_id: str | None
+
+    @property
+    def ended(self) -> int:
+        return self.succeeded + self.dead + self.cancelled

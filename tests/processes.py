@@ -54,7 +54,7 @@ async def processes(database_url: str, redis_url: str, folder: Path) -> AsyncIte
 
     def start(*command: str, wrap: Sequence[str] = (), **extra_env: str) -> Process:
         """`python -m command`, run through `wrap` if given (`ip netns exec NAME`, say)."""
-        env = {**service_env(database_url, redis_url), **extra_env}
+        env = {**service_env(database_url, redis_url), **files_env(folder), **extra_env}
         process = Process([*wrap, sys.executable, "-m", *command], env, folder / f"process-{len(started)}.log")
         started.append(process)
         return process
@@ -64,6 +64,15 @@ async def processes(database_url: str, redis_url: str, folder: Path) -> AsyncIte
     finally:
         for process in started:
             process.stop()
+
+
+#: the secret the test processes sign download links with
+DOWNLOAD_LINK_SECRET = "test-download-link-secret"
+
+
+def files_env(folder: Path) -> dict[str, str]:
+    """Storage in the test's own folder (never the project's var/), and a link secret."""
+    return {"STORAGE_FOLDER": str(folder / "storage"), "DOWNLOAD_LINK_SECRET": DOWNLOAD_LINK_SECRET}
 
 
 async def wait_for(condition: Callable[[], object], *, timeout_s: float, what: str) -> None:

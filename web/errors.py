@@ -42,6 +42,7 @@ def answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "it exists already",
         410: "the link has expired",
         413: "the body is too large",
+        415: "not a kind of file this accepts",
     }
     # any route that touches PostgreSQL may find it away: 503 with Retry-After, never a 500
     statuses = (*statuses, 503)

@@ -11,13 +11,23 @@ class BodySizeLimit:
     """Buffers a request's body up to its path's limit and answers 413 beyond it.
 
     The service's bodies are small JSON documents, so reading one whole before the app sees it costs
-    nothing and spares every handler from checking.
+    nothing and spares every handler from checking. Uploads (`streamed` prefixes) are the exception: a
+    declared length past their limit is refused here, and the handler counts the bytes as they stream
+    to storage (millrace.storage's `max_bytes`), so a file never sits whole in memory.
     """
 
-    def __init__(self, app: ASGIApp, *, default_bytes: int, by_prefix: Mapping[str, int]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        default_bytes: int,
+        by_prefix: Mapping[str, int],
+        streamed: Mapping[str, int] | None = None,
+    ) -> None:
         self._app = app
         self._default = default_bytes
         self._by_prefix = dict(by_prefix)
+        self._streamed = dict(streamed or {})
 
     def _limit(self, path: str) -> int:
         return next((n for prefix, n in self._by_prefix.items() if path.startswith(prefix)), self._default)
@@ -26,10 +36,14 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
-        limit = self._limit(scope["path"])
+        streamed = next((n for prefix, n in self._streamed.items() if scope["path"].startswith(prefix)), None)
+        limit = streamed if streamed is not None else self._limit(scope["path"])
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
             await _too_large(send, limit)
+            return
+        if streamed is not None:
+            await self._app(scope, receive, send)
             return
         body = bytearray()
         while True:

@@ -15,6 +15,7 @@ from millrace.storage.base import (
     check_key,
     put_bytes,
     read_bytes,
+    read_lines,
     rechunk,
 )
 from millrace.storage.folder import FolderStorage
@@ -48,5 +49,6 @@ __all__ = [
     "open_storage",
     "put_bytes",
     "read_bytes",
+    "read_lines",
     "rechunk",
 ]

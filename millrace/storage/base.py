@@ -115,3 +115,18 @@ class SizeGuard:
             if self.max_bytes is not None and self.total > self.max_bytes:
                 raise TooLarge(self.max_bytes)
             yield chunk
+
+
+async def read_lines(storage: Storage, key: str, *, max_line_bytes: int = 16 * 1024 * 1024) -> AsyncIterator[bytes]:
+    """The object's lines (without their b"\\n"), read as a stream; a longer line than allowed is an error."""
+    pending = bytearray()
+    async for chunk in storage.read(key):
+        pending += chunk
+        *lines, rest = pending.split(b"\n")
+        for line in lines:
+            yield bytes(line)
+        pending = bytearray(rest)
+        if len(pending) > max_line_bytes:
+            raise ValueError(f"a line of {key!r} is longer than {max_line_bytes} bytes")
+    if pending:
+        yield bytes(pending)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from millrace.records import FINAL_STATUSES, NewJob
+from millrace.records import FINAL_STATUSES, GroupStatus, NewJob
 from millrace.store import outbox
 from millrace.store.pool import Executor
 
@@ -86,3 +86,18 @@ def _follow_up(row: Any, now: datetime) -> NewJob:
         run_at=None,
         enqueued_at=now,
     )
+
+
+async def group_status(conn: Executor, group_id: str) -> GroupStatus | None:
+    row = await conn.fetchrow(
+        """SELECT g.total, g.then_job_id,
+                  coalesce(sum(j.progress_done), 0) AS progress_done,
+                  count(j.id) FILTER (WHERE j.status IN ('succeeded')) AS succeeded,
+                  count(j.id) FILTER (WHERE j.status IN ('dead')) AS dead,
+                  count(j.id) FILTER (WHERE j.status IN ('cancelled')) AS cancelled,
+                  max(j.last_error) FILTER (WHERE j.status = 'dead') AS an_error
+           FROM millrace_job_groups g LEFT JOIN millrace_jobs j ON j.group_id = g.id
+           WHERE g.id = $1 GROUP BY g.id""",
+        group_id,
+    )
+    return None if row is None else GroupStatus(**dict(row))
