@@ -10,7 +10,7 @@ NOTIFICATIONS = Queue(name="notifications", concurrency=10, timeout_s=30)
 INTEGRATIONS = Queue(name="integrations", concurrency=5, timeout_s=30)
 MAINTENANCE = Queue(name="maintenance", concurrency=2, timeout_s=600)
 # Imports and exports: long, heavy on PostgreSQL and storage, never in a hurry
-IMPORTS = Queue(name="imports", concurrency=4, timeout_s=900)
+BULK = Queue(name="bulk", concurrency=4, timeout_s=900)
 
 # A queue is added here when its first job is: every queue gets a worker line in the Procfile.
-ALL = (EMAILS, WEBHOOKS, NOTIFICATIONS, INTEGRATIONS, MAINTENANCE, IMPORTS)
+ALL = (EMAILS, WEBHOOKS, NOTIFICATIONS, INTEGRATIONS, MAINTENANCE, BULK)

@@ -16,6 +16,7 @@ import structlog
 
 import db.billing
 import db.emails
+import db.reports
 import db.users
 from jobs.pdf import format_amount, invoice_pdf
 from jobs.policies import retrying
@@ -137,6 +138,20 @@ async def send_admin_email(ctx: JobContext[Services], args: intents.AdminEmailAr
         key=f"{args.kind}:{args.event_key}",
         context={"title": _ADMIN_TITLES[args.kind], "lines": lines},
     )
+
+
+@job(intents.SEND_REPORT_READY_EMAIL, retry=EMAIL_RETRY, timeout_s=30)
+async def send_report_ready_email(ctx: JobContext[Services], args: intents.ReportReadyEmailArgs) -> None:
+    services = ctx.services
+    report = await db.reports.get_report(services.db, args.report_id)
+    if report.storage_key is None or services.links is None:
+        raise GiveUp("the report has no file, or no DOWNLOAD_LINK_SECRET is set to sign a link to it")
+    user = await _user(ctx, report.user_id)
+    name = f"{report.report_type}-report-{report.id}.csv"
+    valid_s = services.settings.download_link_valid_s
+    link = services.links.link(report.storage_key, name=name, valid_s=valid_s)
+    context = {"user": user, "report": report, "link": link, "valid_days": max(1, round(valid_s / 86400))}
+    await send_once(ctx, "report_ready", to=user.email, key=str(report.id), context=context)
 
 
 async def _user(ctx: JobContext[Services], user_id: int) -> db.users.User:

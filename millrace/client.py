@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from millrace import dispatch, payload, store
 from millrace.declare import JobArgs, JobRef
-from millrace.records import GroupStatus, NewJob, OutboxEntry
+from millrace.records import GroupStatus, JobRecord, NewJob, OutboxEntry
 from millrace.relay import deliver_all
 from millrace.store.pool import Connection, Pool
 
@@ -149,6 +149,11 @@ class JobClient:
         children = [dataclasses.replace(new_job(ref, args), group_id=group_id) for args in many_args]
         await store.groups.insert_group(conn, group_id, children, then=new_job(*then))
         return EnqueuedGroup(id=group_id, children=[c.id for c in children])
+
+    async def find_job(self, job_id: str) -> JobRecord | None:
+        """A job's record (status, attempts, progress), or None if there is none."""
+        async with self.pool.acquire() as conn:
+            return await store.jobs.find_job(conn, job_id)
 
     async def group_status(self, group_id: str) -> GroupStatus | None:
         async with self.pool.acquire() as conn:

@@ -47,6 +47,11 @@ class AdminEmailArgs(JobArgs):
     event_key: str
 
 
+class ReportReadyEmailArgs(JobArgs):
+    report_id: RowId
+
+
+SEND_REPORT_READY_EMAIL = JobRef("send_report_ready_email", EMAILS, ReportReadyEmailArgs)
 SEND_WELCOME_EMAIL = JobRef("send_welcome_email", EMAILS, WelcomeEmailArgs)
 SEND_PASSWORD_RESET_EMAIL = JobRef("send_password_reset_email", EMAILS, PasswordResetEmailArgs)
 SEND_RECEIPT_EMAIL = JobRef("send_receipt_email", EMAILS, ReceiptEmailArgs)

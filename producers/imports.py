@@ -1,10 +1,10 @@
-"""Producers for the imports queue: contact imports from uploaded CSV and Excel files."""
+"""Producers for contact imports from uploaded CSV and Excel files (the bulk queue)."""
 
 from __future__ import annotations
 
 from millrace import Connection, EnqueuedJob, JobArgs, JobClient, JobRef
 from producers.fields import RowId
-from queues import IMPORTS
+from queues import BULK
 
 
 class ImportArgs(JobArgs):
@@ -18,10 +18,10 @@ class ImportChunkArgs(JobArgs):
 
 
 #: reads the upload, checks its header and splits it into chunks, one child job each
-SPLIT_IMPORT = JobRef("split_import", IMPORTS, ImportArgs)
-IMPORT_CHUNK = JobRef("import_chunk", IMPORTS, ImportChunkArgs)
+SPLIT_IMPORT = JobRef("split_import", BULK, ImportArgs)
+IMPORT_CHUNK = JobRef("import_chunk", BULK, ImportChunkArgs)
 #: the fan-in: runs once when every chunk has ended, and writes the summary
-FINISH_IMPORT = JobRef("finish_import", IMPORTS, ImportArgs)
+FINISH_IMPORT = JobRef("finish_import", BULK, ImportArgs)
 
 
 async def enqueue_import(client: JobClient, *, import_id: int, conn: Connection) -> EnqueuedJob:

@@ -22,7 +22,7 @@ from millrace.storage import StorageUnavailable, open_storage
 from producers.emails import enqueue_admin_email, enqueue_password_reset_email, enqueue_welcome_email
 from producers.integrations import enqueue_crm_sync
 from settings import Settings
-from web import files, imports, notifications, webhooks
+from web import files, imports, notifications, reports, webhooks
 from web.auth import CurrentUser, new_token, only_self, operator, operator_login_ok
 from web.errors import Problem, answers, on_database_away, on_storage_away, on_validation_error
 from web.fields import Email, Line, PathId
@@ -134,6 +134,10 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_extra=imports.OPENAPI_UPLOAD,
     )
     app.add_api_route("/imports/{import_id}", imports.get_import, methods=["GET"], responses=answers(401, 404))
+    app.add_api_route(
+        "/reports", reports.create_report, methods=["POST"], status_code=202, responses=answers(401, *_BODY)
+    )
+    app.add_api_route("/reports/{report_id}", reports.get_report, methods=["GET"], responses=answers(401, 404))
     app.add_api_route(
         "/files/{key:path}",
         files.download,

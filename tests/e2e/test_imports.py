@@ -67,7 +67,7 @@ async def service(database_url: str, redis_url: str, folder: Path, workers: int 
     async with processes(database_url, redis_url, folder) as start:
 
         def start_worker() -> Process:
-            return start("arq", "jobs.worker.ImportsWorker", **ENV)
+            return start("arq", "jobs.worker.BulkWorker", **ENV)
 
         started = [start_worker() for _ in range(workers)]
         start("uvicorn", "--factory", "web.app:app_from_environment", "--port", str(web_port), **ENV)
