@@ -11,6 +11,8 @@ INTEGRATIONS = Queue(name="integrations", concurrency=5, timeout_s=30)
 MAINTENANCE = Queue(name="maintenance", concurrency=2, timeout_s=600)
 # Imports and exports: long, heavy on PostgreSQL and storage, never in a hurry
 BULK = Queue(name="bulk", concurrency=4, timeout_s=900)
+# Documents rendered by LibreOffice: about 200 MB and a core each, so two at a time per worker process
+DOCUMENTS = Queue(name="documents", concurrency=2, timeout_s=300)
 
 # A queue is added here when its first job is: every queue gets a worker line in the Procfile.
-ALL = (EMAILS, WEBHOOKS, NOTIFICATIONS, INTEGRATIONS, MAINTENANCE, BULK)
+ALL = (EMAILS, WEBHOOKS, NOTIFICATIONS, INTEGRATIONS, MAINTENANCE, BULK, DOCUMENTS)

@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     # (tests and local development only; the SSRF guard refuses such addresses otherwise)
     outbound_allowed_hosts: list[str] = Field(default_factory=list)
 
+    # Quotation PDFs: the LibreOffice command, how long one conversion may take, and the DOCX template
+    # (None: the one in jobs/templates/documents/)
+    soffice_command: list[str] = Field(default_factory=lambda: ["soffice"])
+    pdf_convert_timeout_s: float = Field(default=60.0, gt=0)
+    quotation_template: Path | None = None
+
     # An uploaded import file past this size is refused with 413 while it streams in.
     import_max_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
 

@@ -5,7 +5,17 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 
 import queues
-from jobs import emails, imports, integrations, maintenance, notifications, payments, reports, schedules
+from jobs import (
+    emails,
+    imports,
+    integrations,
+    maintenance,
+    notifications,
+    payments,
+    quotations,
+    reports,
+    schedules,
+)
 from jobs.services import Services, open_services
 from millrace import JobClient, Queue, WorkerConfig, collect, worker_settings
 from settings import Settings
@@ -33,7 +43,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
 # The arq command imports this module and reads the classes below from it, so this module is the
 # workers' entry point, and the one place they read Settings.
 settings = Settings()
-JOB_MODULES = (emails, imports, integrations, maintenance, notifications, payments, reports, schedules)
+JOB_MODULES = (emails, imports, integrations, maintenance, notifications, payments, quotations, reports, schedules)
 _jobs, _crons = collect(JOB_MODULES)
 
 
@@ -51,3 +61,4 @@ NotificationsWorker = _for(queues.NOTIFICATIONS)
 IntegrationsWorker = _for(queues.INTEGRATIONS)
 MaintenanceWorker = _for(queues.MAINTENANCE)
 BulkWorker = _for(queues.BULK)
+DocumentsWorker = _for(queues.DOCUMENTS)

@@ -22,7 +22,7 @@ from millrace.storage import StorageUnavailable, open_storage
 from producers.emails import enqueue_admin_email, enqueue_password_reset_email, enqueue_welcome_email
 from producers.integrations import enqueue_crm_sync
 from settings import Settings
-from web import files, imports, notifications, reports, webhooks
+from web import files, imports, notifications, quotations, reports, webhooks
 from web.auth import CurrentUser, new_token, only_self, operator, operator_login_ok
 from web.errors import Problem, answers, on_database_away, on_storage_away, on_validation_error
 from web.fields import Email, Line, PathId
@@ -134,6 +134,19 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_extra=imports.OPENAPI_UPLOAD,
     )
     app.add_api_route("/imports/{import_id}", imports.get_import, methods=["GET"], responses=answers(401, 404))
+    app.add_api_route(
+        "/quotations", quotations.create_quotation, methods=["POST"], status_code=202, responses=answers(401, *_BODY)
+    )
+    app.add_api_route(
+        "/quotations/{quotation_id}", quotations.get_quotation, methods=["GET"], responses=answers(401, 404)
+    )
+    app.add_api_route(
+        "/quotations/{quotation_id}/retry",
+        quotations.retry_quotation,
+        methods=["POST"],
+        status_code=202,
+        responses=answers(401, 404, 409),
+    )
     app.add_api_route(
         "/reports", reports.create_report, methods=["POST"], status_code=202, responses=answers(401, *_BODY)
     )
