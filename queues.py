@@ -13,6 +13,8 @@ MAINTENANCE = Queue(name="maintenance", concurrency=2, timeout_s=600)
 BULK = Queue(name="bulk", concurrency=4, timeout_s=900)
 # Documents rendered by LibreOffice: about 200 MB and a core each, so two at a time per worker process
 DOCUMENTS = Queue(name="documents", concurrency=2, timeout_s=300)
+# Calls to an AI provider: slow and rate-limited; the cap on calls in flight is the job's (jobs/documents.py)
+AI = Queue(name="ai", concurrency=4, timeout_s=600)
 
 # A queue is added here when its first job is: every queue gets a worker line in the Procfile.
-ALL = (EMAILS, WEBHOOKS, NOTIFICATIONS, INTEGRATIONS, MAINTENANCE, BULK, DOCUMENTS)
+ALL = (EMAILS, WEBHOOKS, NOTIFICATIONS, INTEGRATIONS, MAINTENANCE, BULK, DOCUMENTS, AI)

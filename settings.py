@@ -94,6 +94,16 @@ class Settings(BaseSettings):
     pdf_convert_timeout_s: float = Field(default=60.0, gt=0)
     quotation_template: Path | None = None
 
+    # AI document processing: an OpenAI-compatible chat-completions API (base URL up to /v1), the model,
+    # and the calls a minute it allows, shared by every worker (at most 2 calls in flight: see jobs/documents.py)
+    ai_api_url: str | None = None
+    ai_api_key: SecretStr | None = None
+    ai_model: str = "gpt-4o-mini"
+    ai_calls_per_minute: int = Field(default=60, gt=0)
+    ai_timeout_s: float = Field(default=60.0, gt=0)
+    # An uploaded document (PDF or text) past this size is refused with 413.
+    document_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+
     # An uploaded import file past this size is refused with 413 while it streams in.
     import_max_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
 

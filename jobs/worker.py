@@ -6,6 +6,7 @@ from contextlib import AbstractAsyncContextManager
 
 import queues
 from jobs import (
+    documents,
     emails,
     imports,
     integrations,
@@ -43,7 +44,18 @@ def worker_config(settings: Settings) -> WorkerConfig:
 # The arq command imports this module and reads the classes below from it, so this module is the
 # workers' entry point, and the one place they read Settings.
 settings = Settings()
-JOB_MODULES = (emails, imports, integrations, maintenance, notifications, payments, quotations, reports, schedules)
+JOB_MODULES = (
+    documents,
+    emails,
+    imports,
+    integrations,
+    maintenance,
+    notifications,
+    payments,
+    quotations,
+    reports,
+    schedules,
+)
 _jobs, _crons = collect(JOB_MODULES)
 
 
@@ -62,3 +74,4 @@ IntegrationsWorker = _for(queues.INTEGRATIONS)
 MaintenanceWorker = _for(queues.MAINTENANCE)
 BulkWorker = _for(queues.BULK)
 DocumentsWorker = _for(queues.DOCUMENTS)
+AiWorker = _for(queues.AI)

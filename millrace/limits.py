@@ -11,6 +11,7 @@ loop that asks again and again.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import math
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from arq.connections import ArqRedis
+
+from millrace.errors import RetryAfter
 
 _KEY_PREFIX = "millrace:rate:"
 
@@ -107,3 +110,15 @@ async def hold_off(redis: ArqRedis, limit: RateLimit, key: str, delay_s: float) 
     # past the burst's tolerance too, or a burst could start before the provider's time is up
     tolerance_ms = (limit.burst - 1) * limit.interval_ms
     await script(keys=[key], args=[math.ceil(delay_s * 1000 + tolerance_ms)])
+
+
+async def wait_for_slot(redis: ArqRedis, limit: RateLimit, *, key: str | None = None, max_wait_s: float = 60) -> None:
+    """For calls inside a job (several a job, say): sleep until this call's slot under `limit`.
+
+    A slot further off than `max_wait_s` is not reserved: RetryAfter sends the job back to try later
+    (spending an attempt; a limit that busy should be the job's own, see `@job(rate_limit=...)`).
+    """
+    slot = await take(redis, limit, key or limit.key_for({}), max_wait_s=max_wait_s)
+    if not slot.reserved:
+        raise RetryAfter(slot.wait_s, f"no call under the rate limit {limit.name!r} within {max_wait_s:g} s")
+    await asyncio.sleep(slot.wait_s)

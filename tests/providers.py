@@ -14,13 +14,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.servers import free_port
+from tests.servers import asgi_server, free_port
 
 PROVIDERS = ("email", "crm", "sms", "slack")
 
@@ -103,16 +102,5 @@ def provider_server() -> Iterator[Providers]:
             Route("/{provider}/{rest:path}", providers.handle, methods=["POST", "PUT"]),
         ]
     )
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=providers.port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("provider server did not start")
-        time.sleep(0.02)
-    try:
+    with asgi_server(app, providers.port):
         yield providers
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

@@ -10,8 +10,13 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import uvicorn
 
 from scripts.services import as_postgres_user, postgres_bin
 
@@ -118,3 +123,21 @@ def _bin(name: str) -> str:
     found = postgres_bin(name)
     assert found is not None, f"{name} is not installed (apt-get install postgresql)"
     return found
+
+
+@contextlib.contextmanager
+def asgi_server(app: Any, port: int) -> Iterator[None]:
+    """Serve an ASGI app (a stand-in provider) on 127.0.0.1:`port` from a thread, until the block ends."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the stand-in server did not start")
+        time.sleep(0.02)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

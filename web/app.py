@@ -22,7 +22,7 @@ from millrace.storage import StorageUnavailable, open_storage
 from producers.emails import enqueue_admin_email, enqueue_password_reset_email, enqueue_welcome_email
 from producers.integrations import enqueue_crm_sync
 from settings import Settings
-from web import files, imports, notifications, quotations, reports, webhooks
+from web import documents, files, imports, notifications, quotations, reports, webhooks
 from web.auth import CurrentUser, new_token, only_self, operator, operator_login_ok
 from web.errors import Problem, answers, on_database_away, on_storage_away, on_validation_error
 from web.fields import Email, Line, PathId
@@ -87,7 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
         BodySizeLimit,
         default_bytes=settings.web_max_body_bytes,
         by_prefix={"/webhooks/": settings.webhook_max_body_bytes},
-        streamed={"/imports": settings.import_max_bytes},
+        streamed={"/imports": settings.import_max_bytes, "/documents": settings.document_max_bytes},
     )
     app.add_api_route("/users", signup, methods=["POST"], status_code=201, responses=answers(409, *_BODY))
     app.add_api_route("/users/{user_id}", get_user, methods=["GET"], responses=answers(401, 403, 404))
@@ -147,6 +147,16 @@ def create_app(settings: Settings) -> FastAPI:
         status_code=202,
         responses=answers(401, 404, 409),
     )
+    app.add_api_route(
+        "/documents",
+        documents.upload_document,
+        methods=["POST"],
+        status_code=202,
+        responses=answers(400, 401, 413, 415),
+        openapi_extra=documents.OPENAPI_UPLOAD,
+    )
+    app.add_api_route("/documents/{document_id}", documents.get_document, methods=["GET"], responses=answers(401, 404))
+    app.add_api_route("/ai/usage", documents.ai_usage, methods=["GET"], responses=answers(401))
     app.add_api_route(
         "/reports", reports.create_report, methods=["POST"], status_code=202, responses=answers(401, *_BODY)
     )

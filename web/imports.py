@@ -7,21 +7,19 @@ status, progress and summary, with a signed link to the report of rejected rows.
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Annotated, Literal
 
 from fastapi import HTTPException, Query, Request
 from pydantic import BaseModel
-from starlette.requests import ClientDisconnect
 
 import db.imports
-from millrace.storage import TooLarge
 from producers.imports import enqueue_import
 from web.auth import CurrentUser
 from web.fields import Line, PathId
 from web.state import AppState, state_of
+from web.uploads import store_upload
 
 _KINDS: dict[str, Literal["csv", "xlsx"]] = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".xlsx": "xlsx"}
 #: the upload is the raw request body, documented for the API docs (FastAPI sees no body parameter)
@@ -74,13 +72,7 @@ async def create_import(
     if kind is None:
         raise HTTPException(415, f"upload a file named .csv, .txt, .tsv or .xlsx, not {filename!r}")
     state = state_of(request)
-    key = f"imports/uploads/{uuid.uuid4().hex}"
-    try:
-        size = await state.storage.put(key, request.stream(), max_bytes=state.settings.import_max_bytes)
-    except TooLarge as error:
-        raise HTTPException(413, f"the file is larger than {error.limit_bytes} bytes") from None
-    except ClientDisconnect:
-        raise HTTPException(400, "the upload was cut off") from None
+    key, size = await store_upload(state, request, folder="imports/uploads", max_bytes=state.settings.import_max_bytes)
     async with state.pool.acquire() as conn, conn.transaction():
         import_id = await db.imports.insert_import(
             conn, user_id=caller, filename=filename, kind=kind, upload_key=key, size_bytes=size

@@ -1,0 +1,51 @@
+"""The text of an uploaded document: a PDF through poppler's pdftotext (a subprocess with a timeout, so a
+hostile PDF costs seconds, never a worker), a text file decoded as UTF-8 or, failing that, Windows-1252."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from jobs import subprocesses
+
+#: the model reads this much of a document at most
+MAX_CHARS = 20_000
+EXTRACT_TIMEOUT_S = 30.0
+
+
+class Unextractable(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+async def extract_text(path: Path, kind: str) -> str:
+    if kind == "pdf":
+        text = await _pdf_text(path)
+    else:
+        raw = await asyncio.to_thread(path.read_bytes)
+        if b"\x00" in raw[:8192]:
+            raise Unextractable("this is not a text file")
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            text = raw.decode("cp1252", errors="replace")
+    text = text.strip()
+    if not text:
+        raise Unextractable("the document holds no text (a scanned PDF needs OCR first)")
+    return text[:MAX_CHARS]
+
+
+async def _pdf_text(path: Path) -> str:
+    try:
+        finished = await subprocesses.run(
+            ["pdftotext", "-enc", "UTF-8", "-l", "50", str(path), "-"],
+            timeout_s=EXTRACT_TIMEOUT_S,
+            capture_stdout=True,
+        )
+    except subprocesses.TimedOut:
+        raise Unextractable(f"reading the PDF took longer than {EXTRACT_TIMEOUT_S:g} s") from None
+    if finished.returncode != 0:
+        message = finished.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise Unextractable(f"this is not a readable PDF ({message[-1][:200] if message else 'no detail'})")
+    return finished.stdout.decode("utf-8", "replace")
