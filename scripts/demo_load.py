@@ -65,7 +65,8 @@ async def pay(client: httpx.AsyncClient, secret: str, user_id: int) -> None:
         log.info("demo_webhook_sent", status=response.status_code, user_id=user_id)
 
 
-async def one_user(client: httpx.AsyncClient, settings: Settings, n: int) -> None:
+async def one_user(client: httpx.AsyncClient, settings: Settings, n: int, *, heavy_every: int | None = None) -> None:
+    """A user's flows; every `heavy_every`-th user also imports, exports and sends a quotation."""
     email = f"demo-{uuid.uuid4().hex[:8]}@example.com"
     created = await client.post("/users", json={"email": email, "name": f"Demo {n}"})
     user_id = created.json()["id"]
@@ -77,6 +78,61 @@ async def one_user(client: httpx.AsyncClient, settings: Settings, n: int) -> Non
     secrets = settings.webhook_secrets.get("stripe")
     if secrets and n % 2 == 0:
         await pay(client, secrets[0].get_secret_value(), user_id)
+    if heavy_every is not None and n % heavy_every == 0:
+        await heavy_flows(client, token, n)
+
+
+async def _until_settled(client: httpx.AsyncClient, token: dict[str, str], status_url: str | None) -> None:
+    """Wait (a while at most) for the import to end, so that the export has its contacts to show."""
+    for _ in range(60):
+        if status_url is None or (await client.get(status_url, headers=token)).json()["status"] in (
+            "completed",
+            "failed",
+        ):
+            return
+        await asyncio.sleep(0.5)
+
+
+#: the demo's every fifth user also imports contacts, exports them and sends a quotation
+HEAVY_EVERY = 5
+
+
+def contacts_csv(rows: int) -> bytes:
+    """A contacts file with a few rows the import will reject (a bad address, a missing field)."""
+    lines = ["email,name,company"]
+    for i in range(rows):
+        if i % 50 == 7:
+            lines.append(f"not-an-address-{i},Broken {i},ACME")
+        elif i % 50 == 21:
+            lines.append(f"short-{i}@example.com")
+        else:
+            lines.append(f"contact-{i}@example.com,Contact {i},{'ACME' if i % 2 else 'Initech'}")
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+async def heavy_flows(client: httpx.AsyncClient, token: dict[str, str], n: int) -> None:
+    """What times out inside a request and belongs in the background: an import, an export, a quotation."""
+    imported = await client.post(
+        "/imports", params={"filename": f"contacts-{n}.csv"}, content=contacts_csv(2_000), headers=token
+    )
+    await _until_settled(client, token, imported.json().get("status_url") if imported.status_code == 202 else None)
+    exported = await client.post("/reports", json={"report_type": "contacts"}, headers=token)
+    quotation = {
+        "customer_name": f"Customer {n} & Sons",
+        "customer_email": f"customer-{n}@example.com",
+        "tax_rate": "20",
+        "lines": [
+            {"description": "Consulting, day rate", "quantity": 3, "unit_price_cents": 90_000},
+            {"description": "Travel", "quantity": 1, "unit_price_cents": 12_500},
+        ],
+    }
+    quoted = await client.post("/quotations", json=quotation, headers=token)
+    log.info(
+        "demo_heavy_flows_started",
+        imported=imported.status_code,
+        exported=exported.status_code,
+        quoted=quoted.status_code,
+    )
 
 
 async def run_demo_load(settings: Settings, *, count: int, interval_s: float) -> int:
@@ -84,7 +140,7 @@ async def run_demo_load(settings: Settings, *, count: int, interval_s: float) ->
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
         await wait_until_up(client)
         for n in range(count):
-            await one_user(client, settings, n)
+            await one_user(client, settings, n, heavy_every=HEAVY_EVERY)
             await asyncio.sleep(interval_s)
     log.info("demo_load_finished", users=count, status_page=f"{base_url}/status/")
     return 0
