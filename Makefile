@@ -41,6 +41,7 @@ chaos: install
 bench: install
 	$(BIN)/python scripts/services.py --database-url $(TEST_DATABASE_URL) --redis-url $(TEST_REDIS_URL)
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.heavy
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var
