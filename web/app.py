@@ -25,7 +25,7 @@ from settings import Settings
 from web import documents, files, imports, notifications, quotations, reports, webhooks
 from web.auth import CurrentUser, new_token, only_self, operator, operator_login_ok
 from web.errors import Problem, answers, on_database_away, on_storage_away, on_validation_error
-from web.fields import Email, Line, PathId
+from web.fields import Email, Line, PathId, only_query
 from web.limits import BodySizeLimit
 from web.state import AppState, state_of
 
@@ -129,6 +129,7 @@ def create_app(settings: Settings) -> FastAPI:
         "/imports",
         imports.create_import,
         methods=["POST"],
+        dependencies=[only_query("filename")],
         status_code=202,
         responses=answers(400, 401, 413, 415),
         openapi_extra=imports.OPENAPI_UPLOAD,
@@ -151,12 +152,15 @@ def create_app(settings: Settings) -> FastAPI:
         "/documents",
         documents.upload_document,
         methods=["POST"],
+        dependencies=[only_query("filename")],
         status_code=202,
         responses=answers(400, 401, 413, 415),
         openapi_extra=documents.OPENAPI_UPLOAD,
     )
     app.add_api_route("/documents/{document_id}", documents.get_document, methods=["GET"], responses=answers(401, 404))
-    app.add_api_route("/ai/usage", documents.ai_usage, methods=["GET"], responses=answers(401))
+    app.add_api_route(
+        "/ai/usage", documents.ai_usage, methods=["GET"], responses=answers(401), dependencies=[only_query("days")]
+    )
     app.add_api_route(
         "/reports", reports.create_report, methods=["POST"], status_code=202, responses=answers(401, *_BODY)
     )
@@ -165,6 +169,7 @@ def create_app(settings: Settings) -> FastAPI:
         "/files/{key:path}",
         files.download,
         methods=["GET"],
+        dependencies=[only_query("name", "expires", "signature")],
         response_class=StreamingResponse,
         responses={**answers(403, 404, 410), 200: {"content": {"application/octet-stream": {}}}},
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import httpx
-from fastapi import Path
+from fastapi import Depends, Path, Request, params
+from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, Field, StringConstraints
 
 from millrace import unstorable_text
@@ -56,3 +57,22 @@ WebUrl = Annotated[Text, StringConstraints(max_length=500), AfterValidator(_web_
 BodyId = Annotated[int, Field(strict=True, ge=1, le=BIGINT_MAX)]
 #: an id in a path
 PathId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
+
+
+def only_query(*names: str) -> params.Depends:
+    """A route dependency: query parameters other than `names` are a 422, like any invalid field, rather
+    than silently ignored (a misspelt filter must not widen a query)."""
+    allowed = frozenset(names)
+
+    async def refuse_unknown(request: Request) -> None:
+        unknown = sorted(set(request.query_params) - allowed)
+        if unknown:
+            raise RequestValidationError(
+                [
+                    {"type": "extra_forbidden", "loc": ("query", name[:100]), "msg": "Extra inputs are not permitted"}
+                    for name in unknown[:10]
+                ]
+            )
+
+    dependency: params.Depends = Depends(refuse_unknown)
+    return dependency

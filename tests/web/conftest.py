@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import argon2
 import httpx
@@ -27,12 +28,13 @@ async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def http(database_url: str, redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
+async def http(database_url: str, redis_url: str, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(
         database_url=database_url,
         redis_url=redis_url,
         operator_password_hash=OPERATOR_HASH,
         webhook_secrets={"stripe": [WEBHOOK_SECRET]},
+        storage_folder=tmp_path / "files",  # never the project's var/
     )
     async with serving(settings) as client:
         yield client

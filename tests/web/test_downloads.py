@@ -107,3 +107,9 @@ async def test_without_a_secret_no_file_is_served(database_url: str, redis_url: 
     async with serving(settings) as http:
         answer = await http.get("/files/a.csv", params={"name": "a.csv", "expires": "99999999999", "signature": "x"})
     assert answer.status_code == 404
+
+
+async def test_an_unknown_query_parameter_is_refused(files: tuple[httpx.AsyncClient, Settings]) -> None:
+    http, settings = files
+    answer = await http.get(link_to(settings, "exports/1/report.csv") + "&extra=1")
+    assert answer.status_code == 422
