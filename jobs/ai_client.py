@@ -41,12 +41,22 @@ class Completion:
 
 
 async def complete(
-    http: httpx.AsyncClient, *, base_url: str, api_key: str | None, model: str, messages: list[Message]
+    http: httpx.AsyncClient,
+    *,
+    base_url: str,
+    api_key: str | None,
+    model: str,
+    messages: list[Message],
+    timeout_s: float,
 ) -> Completion:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     body = {"model": model, "messages": messages, "response_format": {"type": "json_object"}, "temperature": 0}
     try:
-        response = await http.post(f"{base_url.rstrip('/')}/chat/completions", json=body, headers=headers)
+        # its own timeout: a completion takes far longer than the other providers' calls
+        timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
+        response = await http.post(
+            f"{base_url.rstrip('/')}/chat/completions", json=body, headers=headers, timeout=timeout
+        )
     except httpx.TransportError as error:
         raise ProviderUnavailable(f"the AI provider did not answer: {type(error).__name__}") from None
     if response.status_code == 429:

@@ -24,7 +24,8 @@ def neutralize(value: object) -> str:
 def csv_lines(rows: Iterable[Sequence[object]]) -> Iterable[bytes]:
     """Each row as one CSV record in UTF-8, every cell neutralized."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
+    # every field quoted: a `;` inside one stays inside it where `;` separates fields (Excel in many locales)
+    writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_ALL)
     for row in rows:
         writer.writerow([neutralize(v) for v in row])
         yield buffer.getvalue().encode("utf-8")

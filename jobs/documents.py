@@ -23,9 +23,10 @@ from jobs.ai_client import Message, ProviderRefused, ProviderThrottled
 from jobs.policies import retrying
 from jobs.services import Services
 from jobs.text_extraction import Unextractable, extract_text
-from millrace import Cap, GiveUp, JobContext, RateLimit, RetryAfter, exponential, job
+from millrace import Cap, Connection, GiveUp, JobContext, RateLimit, RetryAfter, exponential, job
 from millrace.limits import hold_off, wait_for_slot
 from producers.documents import ANALYZE_DOCUMENT, DocumentArgs
+from producers.notifications import enqueue_notification
 
 log = structlog.get_logger(__name__)
 
@@ -67,15 +68,35 @@ async def analyze_document(ctx: JobContext[Services], args: DocumentArgs) -> Non
         text = await _text_of(services, document)
         summary = await _summarize(ctx, document, text)
     except (Unextractable, NotUnderstood) as error:
-        await db.documents.mark_document_failed(services.db, document.id, error.reason)
+        await _failed(ctx, document, error.reason)
         raise GiveUp(error.reason) from None
     except Exception as error:
         if ctx.run_attempt >= ctx.max_attempts or isinstance(error, GiveUp | ProviderRefused):
-            await db.documents.mark_document_failed(services.db, document.id, f"{type(error).__name__}: {error}")
+            await _failed(ctx, document, f"{type(error).__name__}: {error}")
         if isinstance(error, ProviderRefused):
             raise GiveUp(str(error)) from None
         raise
-    await db.documents.mark_document_completed(services.db, document.id, summary.model_dump())
+    async with services.db.acquire() as conn, conn.transaction():
+        await db.documents.mark_document_completed(conn, document.id, summary.model_dump())
+        await _notify(ctx, conn, document, "is processed", summary.title)
+
+
+async def _failed(ctx: JobContext[Services], document: Document, reason: str) -> None:
+    async with ctx.services.db.acquire() as conn, conn.transaction():
+        await db.documents.mark_document_failed(conn, document.id, reason)
+        await _notify(ctx, conn, document, "could not be processed", reason)
+
+
+async def _notify(ctx: JobContext[Services], conn: Connection, document: Document, what: str, body: str) -> None:
+    """Tell the user, in the transaction that records the outcome: both happen, or neither."""
+    await enqueue_notification(
+        ctx.jobs,
+        user_id=document.user_id,
+        event_key=f"document:{document.id}:{what.split()[-1]}",
+        title=f"Your document {document.filename[:100]} {what}",
+        body=body[:2000],
+        conn=conn,
+    )
 
 
 class NotUnderstood(Exception):
@@ -123,7 +144,12 @@ async def _call(ctx: JobContext[Services], document: Document, messages: list[Me
     key = None if settings.ai_api_key is None else settings.ai_api_key.get_secret_value()
     try:
         return await ai_client.complete(
-            services.http, base_url=settings.ai_api_url, api_key=key, model=settings.ai_model, messages=messages
+            services.http,
+            base_url=settings.ai_api_url,
+            api_key=key,
+            model=settings.ai_model,
+            messages=messages,
+            timeout_s=settings.ai_timeout_s,
         )
     except ProviderThrottled as error:
         await hold_off(ctx.jobs.redis, rate, rate.key_for({}), error.retry_after_s)  # every worker waits

@@ -27,6 +27,17 @@ FileKind = Literal["csv", "xlsx"]
 MAX_FIELD_CHARS = 100_000
 #: an .xlsx whose parts would unpack to more than this is refused before it is opened (a zip bomb)
 MAX_XLSX_UNPACKED_BYTES = 512 * 1024 * 1024
+#: openpyxl loads the shared strings whole: a workbook whose strings unpack past this is refused
+MAX_XLSX_SHARED_STRINGS_BYTES = 64 * 1024 * 1024
+#: a part that unpacks to more than this many times its packed size is a bomb, not a spreadsheet
+MAX_XLSX_RATIO = 200
+#: a header with more columns than this is not a contact list (and would make every row that wide)
+MAX_COLUMNS = 200
+#: a sheet holds this many rows at most (Excel's limit); openpyxl makes empty rows up to any row number
+MAX_SHEET_ROWS = 1_048_576
+#: a physical CSV line longer than this stops the import: no record of MAX_COLUMNS fields needs more,
+#: and a line of a hundred million commas would otherwise become a list of a hundred million fields
+MAX_LINE_CHARS = 4 * 1024 * 1024
 _SCAN_BYTES = 1024 * 1024
 _DELIMITERS = (",", ";", "\t")
 _NEITHER = "the file's text is neither UTF-8 nor Windows-1252: save it as CSV UTF-8"
@@ -69,20 +80,24 @@ def open_records(path: Path, kind: FileKind) -> tuple[Header, Iterator[Record]]:
 def _open_csv(path: Path) -> tuple[Header, Iterator[Record]]:
     encoding = detect_encoding(path)
     text = path.open(encoding=encoding, newline="")
-    first_line = text.readline()
-    text.seek(0)
-    if encoding == "utf-8-sig" and first_line.startswith("\ufeff"):
-        first_line = first_line[1:]
-    delimiter = max(_DELIMITERS, key=first_line.count)
-    reader = csv.reader(text, delimiter=delimiter)
     try:
+        first_line = text.readline(65536)
+        text.seek(0)
+        delimiter = max(_DELIMITERS, key=first_line.count)
+        reader = csv.reader(_bounded_lines(text), delimiter=delimiter)
         columns = next(reader, None)
-    except csv.Error as error:
+    except (csv.Error, UnicodeError) as error:
         text.close()
-        raise UnreadableFile(f"line 1: {error}") from None
+        raise UnreadableFile(f"line 1: {_reason(error)}") from None
+    except UnreadableFile:
+        text.close()
+        raise
     if columns is None or not any(c.strip() for c in columns):
         text.close()
         raise UnreadableFile("the file is empty: it needs a header row naming its columns")
+    if len(columns) > MAX_COLUMNS:
+        text.close()
+        raise UnreadableFile(f"the header names {len(columns)} columns; at most {MAX_COLUMNS} are read")
     name = {"utf-8-sig": "utf-8", "utf-16": "utf-16", "cp1252": "windows-1252"}[encoding]
     header = Header(columns=[c.strip().lstrip("\ufeff").lower() for c in columns], encoding=name)
     if name == "windows-1252":
@@ -98,11 +113,25 @@ def _csv_records(reader: Any, text: Any) -> Iterator[Record]:
                 cells = next(reader)
             except StopIteration:
                 return
-            except csv.Error as error:
-                raise UnreadableFile(f"line {start}: {error}") from None
+            except (csv.Error, UnicodeError) as error:
+                raise UnreadableFile(f"line {start}: {_reason(error)}") from None
             if any(c.strip() for c in cells):  # blank lines are not rows
                 yield Record(line=start, cells=cells)
             start = reader.line_num + 1
+
+
+def _bounded_lines(text: Any) -> Iterator[str]:
+    """The file's physical lines, none longer than MAX_LINE_CHARS (csv.reader's input)."""
+    while line := text.readline(MAX_LINE_CHARS + 1):
+        if len(line) > MAX_LINE_CHARS:
+            raise UnreadableFile(f"a line is longer than {MAX_LINE_CHARS:,} characters")
+        yield line
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, UnicodeError):
+        return "the text cannot be decoded (a broken character)"
+    return str(error)
 
 
 def detect_encoding(path: Path) -> str:
@@ -152,24 +181,33 @@ def _open_xlsx(path: Path) -> tuple[Header, Iterator[Record]]:
     if not workbook.worksheets:
         workbook.close()
         raise UnreadableFile("the workbook has no sheet")
-    rows = workbook.worksheets[0].iter_rows()
+    sheet = workbook.worksheets[0]
     try:
-        first = next(rows, None)
+        first = next(sheet.iter_rows(min_row=1, max_row=1, max_col=MAX_COLUMNS + 1), None)
     except Exception as error:  # openpyxl raises a wide range of errors on malformed sheet XML
         workbook.close()
         raise UnreadableFile(f"the first sheet cannot be read: {type(error).__name__}") from None
     columns = [_cell_text(c.value) for c in first] if first is not None else []
-    if not any(c.strip() for c in columns):
+    while columns and not columns[-1].strip():
+        columns.pop()  # a sheet's rows run to its widest cell: trailing empty headers are not columns
+    if not columns:
         workbook.close()
         raise UnreadableFile("the first sheet is empty: it needs a header row naming its columns")
+    if len(columns) > MAX_COLUMNS:
+        workbook.close()
+        raise UnreadableFile(f"the header names more than {MAX_COLUMNS} columns")
     header = Header(columns=[c.strip().lower() for c in columns], encoding="xlsx")
-    return header, _xlsx_records(workbook, rows)
+    # bounded both ways: openpyxl makes empty rows up to any row number, and cells up to any column
+    rows = sheet.iter_rows(min_row=2, max_row=MAX_SHEET_ROWS, max_col=len(columns) + 1)
+    return header, _xlsx_records(workbook, rows, len(columns))
 
 
-def _xlsx_records(workbook: Any, rows: Iterator[Any]) -> Iterator[Record]:
+def _xlsx_records(workbook: Any, rows: Iterator[Any], width: int) -> Iterator[Record]:
     try:
         for line, row in enumerate(rows, start=2):
             cells = [_cell_text(c.value) for c in row]
+            while len(cells) > width and not cells[-1].strip():
+                cells.pop()  # an empty cell past the header's last column is no extra field
             if not any(c.strip() for c in cells):
                 continue
             formulas = [i for i, c in enumerate(row) if getattr(c, "data_type", None) == "f"]
@@ -188,11 +226,16 @@ def _check_zip(path: Path) -> None:
         raise UnreadableFile("this is not an .xlsx workbook")
     try:
         with zipfile.ZipFile(path) as archive:
-            unpacked = sum(info.file_size for info in archive.infolist())
+            parts = archive.infolist()
     except (zipfile.BadZipFile, OSError):
         raise UnreadableFile("this is not a readable .xlsx workbook") from None
-    if unpacked > MAX_XLSX_UNPACKED_BYTES:
+    if sum(part.file_size for part in parts) > MAX_XLSX_UNPACKED_BYTES:
         raise UnreadableFile(f"the workbook unpacks to more than {MAX_XLSX_UNPACKED_BYTES // 2**20} MiB")
+    for part in parts:
+        if part.filename.lower().endswith("sharedstrings.xml") and part.file_size > MAX_XLSX_SHARED_STRINGS_BYTES:
+            raise UnreadableFile("the workbook's shared strings are too large to read")
+        if part.file_size > 1024 * 1024 and part.file_size > MAX_XLSX_RATIO * max(part.compress_size, 1):
+            raise UnreadableFile("the workbook unpacks to far more than its size: it is not read")
 
 
 def _cell_text(value: Any) -> str:

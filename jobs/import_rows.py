@@ -6,6 +6,7 @@ The file's header names its columns in any order; `email` and `name` must be the
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Annotated
 
@@ -57,7 +58,7 @@ def header_problems(columns: Sequence[str]) -> tuple[list[str], list[str]]:
     missing = [c for c in REQUIRED if c not in columns]
     if missing:
         problems.append(f"missing columns: {', '.join(missing)} (the first row must name the columns)")
-    repeated = sorted({c for c in columns if c and columns.count(c) > 1})
+    repeated = sorted(c for c, n in Counter(columns).items() if c and n > 1)
     if repeated:
         problems.append(f"columns named twice: {', '.join(repeated[:10])}")
     ignored = [c for c in columns if c not in REQUIRED + OPTIONAL]
@@ -83,8 +84,7 @@ def to_contact(record: Record, columns: Sequence[str]) -> ContactRow | Rejection
 
 
 def _rejected(record: Record, reason: str) -> Rejection:
-    raw = ",".join(record.cells)
-    problem = unstorable_text(raw)
-    if problem is not None:  # the raw text itself cannot be stored: keep a readable escape of it
-        raw = raw.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+    raw = ",".join(record.cells)[: RAW_CHARS * 2]
+    if unstorable_text(raw) is not None:  # the raw text itself cannot be stored: keep a readable escape of it
+        raw = raw.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
     return Rejection(line=record.line, reason=reason[:300], raw=raw[:RAW_CHARS])

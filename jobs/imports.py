@@ -25,6 +25,7 @@ from jobs.services import Services
 from millrace import JobContext, exponential, job
 from millrace.storage import CHUNK_BYTES, Storage, read_lines, rechunk
 from producers.imports import FINISH_IMPORT, IMPORT_CHUNK, SPLIT_IMPORT, ImportArgs, ImportChunkArgs
+from producers.notifications import enqueue_notification
 
 #: rows a child job imports: a chunk takes seconds, and a worker killed in it repeats only that chunk
 CHUNK_ROWS = 10_000
@@ -163,12 +164,19 @@ async def finish_import(ctx: JobContext[Services], args: ImportArgs) -> None:
         report_key = f"imports/{found.id}/rejected-rows.csv"
         await services.storage.put(report_key, rechunk(_error_report(services, found.id)), content_type="text/csv")
     group = await ctx.jobs.group_status(found.group_id)
-    if group is not None and group.dead:
-        reason = f"{group.dead} of {group.total} chunks failed ({group.an_error}); {inserted} rows were imported"
-        await db.imports.mark_import_failed(services.db, found.id, reason)
-    else:
-        await db.imports.mark_import_completed(
-            services.db, found.id, inserted_rows=inserted, rejected_rows=rejected, error_report_key=report_key
+    async with services.db.acquire() as conn, conn.transaction():
+        if group is not None and group.dead:
+            reason = f"{group.dead} of {group.total} chunks failed ({group.an_error}); {inserted} rows were imported"
+            await db.imports.mark_import_failed(conn, found.id, reason)
+            title, body = f"Your import of {found.filename[:100]} failed", reason
+        else:
+            await db.imports.mark_import_completed(
+                conn, found.id, inserted_rows=inserted, rejected_rows=rejected, error_report_key=report_key
+            )
+            title, body = f"Your import of {found.filename[:100]} is done", f"{inserted} rows in, {rejected} rejected"
+        # in the summary's transaction: the user hears of it once, and only of what is on record
+        await enqueue_notification(
+            ctx.jobs, user_id=found.user_id, event_key=f"import:{found.id}:ended", title=title, body=body, conn=conn
         )
     for number in range(found.chunks or 0):
         await services.storage.delete(chunk_key(found.id, number))

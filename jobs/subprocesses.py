@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 
 class TimedOut(Exception):
@@ -25,22 +27,26 @@ class TimedOut(Exception):
 @dataclass(frozen=True, slots=True)
 class Finished:
     returncode: int
-    stdout: bytes
     stderr: bytes
 
 
-async def run(argv: Sequence[str], *, timeout_s: float, capture_stdout: bool = False) -> Finished:
-    """Run `argv` to its end; raises TimedOut (after killing it whole) or FileNotFoundError."""
+async def run(argv: Sequence[str], *, timeout_s: float, max_file_bytes: int | None = None) -> Finished:
+    """Run `argv` to its end; raises TimedOut (after killing it whole) or FileNotFoundError.
+
+    With `max_file_bytes`, no file it writes may grow past that size (RLIMIT_FSIZE): a hostile input
+    that would expand to gigabytes of output stops the program instead of filling the disk.
+    """
     process = await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE if capture_stdout else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,  # its own process group, killed whole
+        preexec_fn=None if max_file_bytes is None else partial(_limit_file_size, max_file_bytes),
     )
     try:
         async with asyncio.timeout(timeout_s):
-            stdout, stderr = await process.communicate()
+            _, stderr = await process.communicate()
     except TimeoutError:
         raise TimedOut(timeout_s) from None
     finally:
@@ -48,7 +54,12 @@ async def run(argv: Sequence[str], *, timeout_s: float, capture_stdout: bool = F
         with contextlib.suppress(ProcessLookupError):
             await process.wait()
     assert process.returncode is not None
-    return Finished(returncode=process.returncode, stdout=stdout or b"", stderr=stderr or b"")
+    return Finished(returncode=process.returncode, stderr=stderr or b"")
+
+
+def _limit_file_size(max_bytes: int) -> None:
+    # in the child, before exec: past the limit a write fails and SIGXFSZ ends the program
+    resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
 
 
 def _kill_group(pid: int) -> None:

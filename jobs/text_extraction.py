@@ -4,6 +4,7 @@ hostile PDF costs seconds, never a worker), a text file decoded as UTF-8 or, fai
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
 
 from jobs import subprocesses
@@ -11,6 +12,8 @@ from jobs import subprocesses
 #: the model reads this much of a document at most
 MAX_CHARS = 20_000
 EXTRACT_TIMEOUT_S = 30.0
+#: pdftotext may write this much text at most
+MAX_TEXT_BYTES = 32 * 1024 * 1024
 
 
 class Unextractable(Exception):
@@ -37,15 +40,19 @@ async def extract_text(path: Path, kind: str) -> str:
 
 
 async def _pdf_text(path: Path) -> str:
+    out = path.with_suffix(".txt")
     try:
         finished = await subprocesses.run(
-            ["pdftotext", "-enc", "UTF-8", "-l", "50", str(path), "-"],
+            ["pdftotext", "-enc", "UTF-8", "-l", "50", str(path), str(out)],
             timeout_s=EXTRACT_TIMEOUT_S,
-            capture_stdout=True,
+            max_file_bytes=MAX_TEXT_BYTES,  # a PDF whose streams expand to gigabytes stops here
         )
     except subprocesses.TimedOut:
         raise Unextractable(f"reading the PDF took longer than {EXTRACT_TIMEOUT_S:g} s") from None
+    if finished.returncode == -signal.SIGXFSZ:
+        raise Unextractable(f"the PDF's text is larger than {MAX_TEXT_BYTES // 2**20} MiB")
     if finished.returncode != 0:
         message = finished.stderr.decode("utf-8", "replace").strip().splitlines()
         raise Unextractable(f"this is not a readable PDF ({message[-1][:200] if message else 'no detail'})")
-    return finished.stdout.decode("utf-8", "replace")
+    with out.open("rb") as text:
+        return text.read(MAX_CHARS * 4).decode("utf-8", "replace")

@@ -44,7 +44,7 @@ async def places(redis: ArqRedis, job_caps: tuple[caps.Cap, ...], record_id: str
         return
     holder = f"{record_id}:{worker}:{secrets.token_hex(4)}"  # each copy of a job holds its own place
     try:
-        full = await caps.acquire(redis, job_caps, holder)
+        full = await caps.acquire(redis, job_caps, holder, waiter=record_id)
     except OUTAGES as error:
         log.warning("job_cap_unknown", error=repr(error), retry_in_s=CLAIM_POSTPONE_S)
         raise arq.worker.Retry(defer=CLAIM_POSTPONE_S) from error

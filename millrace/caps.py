@@ -38,16 +38,16 @@ WAIT_MAX_S = 30.0
 _TAKE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local limit, hold, holder = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local limit, hold, holder, waiter = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 if redis.call('ZSCORE', KEYS[1], holder) or redis.call('ZCARD', KEYS[1]) < limit then
   redis.call('ZADD', KEYS[1], now + hold, holder)
-  redis.call('ZREM', KEYS[2], holder)
+  redis.call('ZREM', KEYS[2], waiter)
   redis.call('PEXPIRE', KEYS[1], hold * 2)
   return -1
 end
-redis.call('ZADD', KEYS[2], now + hold, holder)
+redis.call('ZADD', KEYS[2], now + hold, waiter)
 redis.call('PEXPIRE', KEYS[2], hold * 2)
 return redis.call('ZCARD', KEYS[2]) - 1
 """
@@ -93,11 +93,15 @@ class Full:
         return min(WAIT_MAX_S, WAIT_MIN_S * turns) * random.uniform(1.0, 1.5)
 
 
-async def take(redis: ArqRedis, cap: Cap, holder: str, *, hold_s: float | None = None) -> Full | None:
-    """Hold a place under `cap` for `holder` (one attempt's own name); None when held, Full when there was none."""
+async def take(
+    redis: ArqRedis, cap: Cap, holder: str, *, waiter: str | None = None, hold_s: float | None = None
+) -> Full | None:
+    """Hold a place under `cap` for `holder` (one attempt's own name); None when held, Full when there was
+    none. `waiter` (the job's id) counts the job once among those waiting, however often it comes back."""
     script = redis.register_script(_TAKE_LUA)
     hold_ms = int((HOLD_S if hold_s is None else hold_s) * 1000)
-    answer = int(await script(keys=[cap.key, cap.key + ":waiting"], args=[cap.limit, hold_ms, holder]))
+    args: list[str | int] = [cap.limit, hold_ms, holder, waiter or holder]
+    answer = int(await script(keys=[cap.key, cap.key + ":waiting"], args=args))
     return None if answer < 0 else Full(cap=cap, ahead=answer)
 
 
@@ -114,12 +118,12 @@ async def holders(redis: ArqRedis, cap: Cap) -> list[str]:
     return [m.decode() for m in await redis.zrange(cap.key, 0, -1)]
 
 
-async def acquire(redis: ArqRedis, caps: Sequence[Cap], holder: str) -> Full | None:
+async def acquire(redis: ArqRedis, caps: Sequence[Cap], holder: str, *, waiter: str | None = None) -> Full | None:
     """A place under each cap, in order, for `holder`; Full (and nothing held) if one had no place."""
     taken: list[Cap] = []
     try:
         for cap in caps:
-            full = await take(redis, cap, holder)
+            full = await take(redis, cap, holder, waiter=waiter)
             if full is not None:
                 await release(redis, taken, holder)
                 return full

@@ -24,6 +24,8 @@ from arq.connections import ArqRedis
 from millrace.errors import RetryAfter
 
 _KEY_PREFIX = "millrace:rate:"
+#: the longest a provider's Retry-After holds a limit back
+MAX_HOLD_OFF_S = 24 * 3600.0
 
 _TAKE_LUA = """
 local now = redis.call('TIME')
@@ -106,6 +108,9 @@ async def take(redis: ArqRedis, limit: RateLimit, key: str, *, max_wait_s: float
 
 async def hold_off(redis: ArqRedis, limit: RateLimit, key: str, delay_s: float) -> None:
     """No start under the limit at `key` for `delay_s` (a provider's Retry-After): every worker waits."""
+    if not math.isfinite(delay_s) or delay_s <= 0:
+        return
+    delay_s = min(delay_s, MAX_HOLD_OFF_S)
     script = redis.register_script(_HOLD_OFF_LUA)
     # past the burst's tolerance too, or a burst could start before the provider's time is up
     tolerance_ms = (limit.burst - 1) * limit.interval_ms

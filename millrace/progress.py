@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from datetime import UTC, datetime
 
 import structlog
@@ -27,14 +28,18 @@ class ProgressWriter:
         self._interval_s = interval_s
         self._latest: dict[tuple[str, int], Progress] = {}
         self._task: asyncio.Task[None] | None = None
+        self._lock = threading.Lock()
         self.writes = 0
 
     def note(self, job_id: str, lease: int, done: int, total: int | None, message: str | None) -> None:
-        self._latest[(job_id, lease)] = Progress(done=done, total=total, message=message, at=datetime.now(UTC))
+        progress = Progress(done=done, total=total, message=message, at=datetime.now(UTC))
+        with self._lock:  # a job may report from a thread of its own (a parser run with to_thread)
+            self._latest[(job_id, lease)] = progress
 
     def unwritten(self) -> dict[tuple[str, int], tuple[int, int | None, str | None]]:
         """(done, total, message) by (job id, lease), of what waits for the next flush."""
-        return {key: (p.done, p.total, p.message) for key, p in self._latest.items()}
+        with self._lock:
+            return {key: (p.done, p.total, p.message) for key, p in self._latest.items()}
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="millrace-progress-writer")
@@ -49,13 +54,15 @@ class ProgressWriter:
 
     async def flush(self) -> None:
         """Write what was noted since the last flush; kept for the next one if PostgreSQL is away."""
-        if not self._latest:
+        with self._lock:
+            batch, self._latest = self._latest, {}
+        if not batch:
             return
-        batch, self._latest = self._latest, {}
         try:
             await attempts.write_progress(self._pool, [(job_id, lease, p) for (job_id, lease), p in batch.items()])
         except BaseException:
-            self._latest = {**batch, **self._latest}  # newer notes win over the batch that failed
+            with self._lock:
+                self._latest = {**batch, **self._latest}  # newer notes win over the batch that failed
             raise
         self.writes += 1
 
@@ -66,3 +73,5 @@ class ProgressWriter:
                 await self.flush()
             except TRANSIENT_ERRORS as error:
                 log.warning("progress_not_written", error=type(error).__name__)
+            except Exception:  # progress is never worth a dead writer: the next second tries again
+                log.exception("progress_write_failed")

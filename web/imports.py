@@ -114,5 +114,5 @@ async def _progress(state: AppState, found: db.imports.Import) -> ImportProgress
 def _report_link(state: AppState, found: db.imports.Import) -> str | None:
     if found.error_report_key is None or state.links is None:
         return None
-    name = f"{PurePosixPath(found.filename).stem}-rejected-rows.csv"
+    name = f"{PurePosixPath(found.filename).stem[:100]}-rejected-rows.csv"  # a link's name: 200 at most
     return state.links.link(found.error_report_key, name=name, valid_s=REPORT_LINK_VALID_S)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from db.imports import ContactRow, Rejection
 from jobs.csv_cells import csv_lines, neutralize
-from jobs.import_files import MAX_FIELD_CHARS, Record, UnreadableFile, open_records
+from jobs.import_files import MAX_FIELD_CHARS, MAX_LINE_CHARS, Record, UnreadableFile, open_records
 from jobs.import_rows import header_problems, to_contact
 
 HEADER = "email,name,company\r\n"
@@ -158,3 +158,52 @@ def test_no_neutralized_cell_starts_a_formula(value: str) -> None:
     assert not neutralize(value).startswith(("=", "+", "-", "@", "\t", "\r"))
     (line,) = csv_lines([[value]])
     assert line.endswith(b"\r\n")
+
+
+def test_a_header_of_too_many_columns_is_refused_quickly(tmp_path: Path) -> None:
+    header = ",".join(f"c{n}" for n in range(200_000)).encode()
+    with pytest.raises(UnreadableFile, match="columns"):
+        read_all(write(tmp_path, header + b"\r\n"))
+
+
+def test_a_line_of_endless_commas_is_refused_with_bounded_memory(tmp_path: Path) -> None:
+    with pytest.raises(UnreadableFile, match="longer than"):
+        read_all(write(tmp_path, b"email,name\r\n" + b"," * (MAX_LINE_CHARS + 10) + b"\r\n"))
+
+
+def test_a_broken_utf16_character_is_a_reason_not_a_crash(tmp_path: Path) -> None:
+    data = codecs.BOM_UTF16_LE + "email,name\r\na@x.io,A\r\n".encode("utf-16-le") + b"\x00\xd8"
+    with pytest.raises(UnreadableFile, match="cannot be decoded"):
+        read_all(write(tmp_path, data))
+
+
+def test_a_nul_in_a_rejected_utf16_row_is_kept_escaped() -> None:
+    rejected = to_contact(Record(line=2, cells=["a\x00@x.io", "n"]), ["email", "name"])
+    assert isinstance(rejected, Rejection)
+    assert "\x00" not in rejected.raw
+
+
+def test_a_sheet_with_a_far_row_number_stops_at_the_sheet_limit(tmp_path: Path) -> None:
+    path = tmp_path / "far.xlsx"
+    path.write_bytes(xlsx_bytes([["email", "name"], ["a@x.io", "A"]]))
+    with zipfile.ZipFile(path) as archive:
+        parts = {info.filename: archive.read(info.filename) for info in archive.infolist()}
+    sheet = parts["xl/worksheets/sheet1.xml"].decode()
+    far = '<row r="99999999999"><c r="A99999999999" t="inlineStr"><is><t>z@x.io</t></is></c></row>'
+    sheet = sheet.replace("</sheetData>", far + "</sheetData>")
+    sheet = sheet.replace('<dimension ref="A1:B2"/>', "")
+    parts["xl/worksheets/sheet1.xml"] = sheet.encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in parts.items():
+            archive.writestr(name, content)
+    _, _, _, records = read_all(path, "xlsx")
+    assert [r.cells for r in records] == [["a@x.io", "A"]]
+
+
+def test_huge_shared_strings_are_refused_before_they_are_loaded(tmp_path: Path) -> None:
+    path = tmp_path / "strings.xlsx"
+    path.write_bytes(xlsx_bytes([["email", "name"]]))
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("xl/sharedStrings.xml", b"<sst>" + b"<si><t>x</t></si>" * 5_000_000 + b"</sst>")
+    with pytest.raises(UnreadableFile):
+        read_all(path, "xlsx")
