@@ -89,6 +89,15 @@ async def mark_report_processing(conn: Executor, report_id: int, total_rows: int
     )
 
 
+async def mark_report_failed(conn: Executor, report_id: int, failure: str) -> None:
+    await conn.execute(
+        """UPDATE reports SET status = 'failed', failure = $2, finished_at = now()
+           WHERE id = $1 AND status IN ('pending', 'processing')""",
+        report_id,
+        failure[:1000],
+    )
+
+
 async def mark_report_completed(conn: Executor, report_id: int, *, storage_key: str, total_rows: int) -> bool:
     done = await conn.fetchval(
         """UPDATE reports SET status = 'completed', storage_key = $2, total_rows = $3, finished_at = now()

@@ -58,7 +58,14 @@ def provider_rate(services: Services) -> RateLimit:
     return RateLimit("ai-provider-calls", calls=services.settings.ai_calls_per_minute, per_s=60)
 
 
-@job(ANALYZE_DOCUMENT, retry=AI_POLICY, timeout_s=600, cap=AI_IN_FLIGHT)
+async def document_dead(ctx: JobContext[Services], args: DocumentArgs, reason: str) -> None:
+    """However the job died, the document shows failed and its user hears of it."""
+    document = await db.documents.get_document(ctx.services.db, args.document_id)
+    if document.status == "pending":
+        await _failed(ctx, document, reason)
+
+
+@job(ANALYZE_DOCUMENT, retry=AI_POLICY, timeout_s=600, cap=AI_IN_FLIGHT, on_dead=document_dead)
 async def analyze_document(ctx: JobContext[Services], args: DocumentArgs) -> None:
     services = ctx.services
     document = await db.documents.get_document(services.db, args.document_id)

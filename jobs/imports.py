@@ -50,7 +50,13 @@ class Split:
         return sum(rows for _, rows in self.chunks)
 
 
-@job(SPLIT_IMPORT, retry=IMPORT_POLICY, timeout_s=1800)
+async def import_dead(ctx: JobContext[Services], args: ImportArgs, reason: str) -> None:
+    """The split or the summary died for good: the import shows failed with the reason. (A dead chunk is
+    the summary's to report: the group ends with it.)"""
+    await db.imports.mark_import_failed(ctx.services.db, args.import_id, f"the import stopped: {reason}")
+
+
+@job(SPLIT_IMPORT, retry=IMPORT_POLICY, timeout_s=1800, on_dead=import_dead)
 async def split_import(ctx: JobContext[Services], args: ImportArgs) -> None:
     services = ctx.services
     found = await db.imports.get_import(services.db, args.import_id)
@@ -152,7 +158,7 @@ async def _write(
     rejections.clear()
 
 
-@job(FINISH_IMPORT, retry=IMPORT_POLICY, timeout_s=900)
+@job(FINISH_IMPORT, retry=IMPORT_POLICY, timeout_s=900, on_dead=import_dead)
 async def finish_import(ctx: JobContext[Services], args: ImportArgs) -> None:
     services = ctx.services
     found = await db.imports.get_import(services.db, args.import_id)

@@ -43,7 +43,12 @@ class TemplateProblem(Exception):
         super().__init__(reason)
 
 
-@job(RENDER_QUOTATION_PDF, retry=QUOTATION_POLICY, timeout_s=300)
+async def quotation_dead(ctx: JobContext[Services], args: QuotationArgs, reason: str) -> None:
+    """However the job died (its worker killed on the last attempt, a timeout), the quotation says so."""
+    await db.quotations.mark_quotation_failed(ctx.services.db, args.quotation_id, reason)
+
+
+@job(RENDER_QUOTATION_PDF, retry=QUOTATION_POLICY, timeout_s=300, on_dead=quotation_dead)
 async def render_quotation_pdf(ctx: JobContext[Services], args: QuotationArgs) -> None:
     services = ctx.services
     quotation = await db.quotations.get_quotation(services.db, args.quotation_id)

@@ -29,7 +29,11 @@ def report_key(report_id: int) -> str:
     return f"reports/{report_id}/report.csv"
 
 
-@job(EXPORT_REPORT, retry=EXPORT_POLICY, timeout_s=1800)
+async def report_dead(ctx: JobContext[Services], args: ReportArgs, reason: str) -> None:
+    await db.reports.mark_report_failed(ctx.services.db, args.report_id, reason)
+
+
+@job(EXPORT_REPORT, retry=EXPORT_POLICY, timeout_s=1800, on_dead=report_dead)
 async def export_report(ctx: JobContext[Services], args: ReportArgs) -> None:
     services = ctx.services
     report = await db.reports.get_report(services.db, args.report_id)

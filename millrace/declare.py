@@ -88,6 +88,9 @@ class JobDefinition(Generic[S, A]):
     timeout_s: float
     rate_limit: RateLimit | None = None
     cap: Cap | None = None
+    #: called once the job is dead for good (its policy gave up, its attempts ran out, its worker died
+    #: on the last one), with the reason, before that end is recorded; it must be idempotent
+    on_dead: Callable[[JobContext[S], A, str], Awaitable[None]] | None = None
 
     @property
     def name(self) -> str:
@@ -106,9 +109,11 @@ def job(
     timeout_s: float | None = None,
     rate_limit: RateLimit | None = None,
     cap: Cap | None = None,
+    on_dead: Callable[[JobContext[S], A, str], Awaitable[None]] | None = None,
 ) -> Callable[[Callable[[JobContext[S], A], Awaitable[None]]], JobDefinition[S, A]]:
     """Bind a job body to its reference, with its retry policy, timeout (default: the queue's), the
-    rate limit its starts share with every worker, and the cap on how many run at once everywhere."""
+    rate limit its starts share with every worker, the cap on how many run at once everywhere, and
+    what to do when it is dead for good (`on_dead(ctx, args, reason)`: mark the business record failed)."""
 
     def declare(run: Callable[[JobContext[S], A], Awaitable[None]]) -> JobDefinition[S, A]:
         return JobDefinition(
@@ -118,6 +123,7 @@ def job(
             timeout_s=timeout_s or ref.queue.timeout_s,
             rate_limit=rate_limit,
             cap=cap,
+            on_dead=on_dead,
         )
 
     return declare

@@ -63,6 +63,20 @@ RELEASE_WAIT_S = 5.0
 ARQ_MAX_TRIES = payload.MAX_JOB_TRY
 
 JobBody = Callable[[JobContext[Any]], Awaitable[None]]
+#: what the application does when its job is dead for good: given the context and the reason
+DeadHook = Callable[[JobContext[Any], str], Awaitable[None]]
+#: how long a dead hook may take; it runs before the job's end is recorded, so it runs again if cut off
+DEAD_HOOK_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    """How to run a job's attempts: the body, its policy and timeout, and what to do once it is dead."""
+
+    body: JobBody
+    policy: RetryPolicy
+    timeout_s: float
+    on_dead: DeadHook | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,6 +131,13 @@ def job_handler(definition: JobDefinition[Any, Any]) -> Callable[..., Awaitable[
         async def body(job_ctx: JobContext[Any]) -> None:
             await definition.run(job_ctx, definition.ref.validate(parsed.args))
 
+        on_dead = definition.on_dead
+
+        async def dead(job_ctx: JobContext[Any], reason: str) -> None:
+            if on_dead is not None:
+                await on_dead(job_ctx, definition.ref.validate(parsed.args), reason)
+
+        plan = Plan(body=body, policy=definition.retry, timeout_s=definition.timeout_s, on_dead=dead)
         intent = Intent(
             record_id=parsed.record_id,
             function=definition.name,
@@ -128,7 +149,7 @@ def job_handler(definition: JobDefinition[Any, Any]) -> Callable[..., Awaitable[
         runtime, limit = arq_job.runtime, definition.rate_limit
         async with admission.places(runtime.jobs.redis, definition.caps, parsed.record_id, runtime.worker_name):
             slot = None if limit is None else await admission.reserve_slot(runtime.jobs.redis, limit, parsed.args)
-            await run_attempt(arq_job.runtime, intent, body, definition.retry, definition.timeout_s, slot=slot)
+            await run_attempt(arq_job.runtime, intent, plan, slot=slot)
 
     handle.__qualname__ = definition.name
     return handle
@@ -159,7 +180,9 @@ def cron_handler(definition: CronDefinition[Any]) -> Callable[..., Awaitable[Non
             tick_at=tick_at,
             args={"tick_at": tick_at.isoformat()},
         )
-        await run_attempt(runtime, intent, definition.run, definition.retry, definition.timeout_s)
+        await run_attempt(
+            runtime, intent, Plan(body=definition.run, policy=definition.retry, timeout_s=definition.timeout_s)
+        )
 
     handle.__qualname__ = definition.name
     return handle
@@ -172,13 +195,7 @@ def tick_of(arq_job_id: str) -> datetime:
 
 
 async def run_attempt(
-    runtime: WorkerRuntime[Any],
-    intent: Intent,
-    body: JobBody,
-    policy: RetryPolicy,
-    timeout_s: float,
-    *,
-    slot: ReservedSlot | None = None,
+    runtime: WorkerRuntime[Any], intent: Intent, plan: Plan, *, slot: ReservedSlot | None = None
 ) -> None:
     """Claim, run, record. Returning lets arq forget the job; raising arq's Retry leaves it in Redis.
 
@@ -192,7 +209,7 @@ async def run_attempt(
             return
         attempt = Attempt(intent=intent, attempt=claim.attempt, run_attempt=claim.counted_attempts, lease=claim.lease)
         with structlog.contextvars.bound_contextvars(attempt=attempt.attempt):
-            retry_in_s = await _run_claimed(runtime, attempt, body, policy, timeout_s, slot)
+            retry_in_s = await _run_claimed(runtime, attempt, plan, slot)
     if retry_in_s is not None:
         raise arq.worker.Retry(defer=retry_in_s)
 
@@ -233,12 +250,7 @@ def _refused(runtime: WorkerRuntime[Any], refused: Refused) -> None:
 
 
 async def _run_claimed(
-    runtime: WorkerRuntime[Any],
-    attempt: Attempt,
-    body: JobBody,
-    policy: RetryPolicy,
-    timeout_s: float,
-    slot: ReservedSlot | None,
+    runtime: WorkerRuntime[Any], attempt: Attempt, plan: Plan, slot: ReservedSlot | None
 ) -> float | None:
     """Run a claimed attempt and record its end; returns the delay before the next attempt, if any.
 
@@ -253,19 +265,14 @@ async def _run_claimed(
     )
     runtime.running_ids.add(intent.record_id)
     try:
-        return await _run_and_record(runtime, attempt, body, policy, timeout_s, slot)
+        return await _run_and_record(runtime, attempt, plan, slot)
     finally:
         del runtime.running[task]
         runtime.running_ids.discard(intent.record_id)
 
 
 async def _run_and_record(
-    runtime: WorkerRuntime[Any],
-    attempt: Attempt,
-    body: JobBody,
-    policy: RetryPolicy,
-    timeout_s: float,
-    slot: ReservedSlot | None,
+    runtime: WorkerRuntime[Any], attempt: Attempt, plan: Plan, slot: ReservedSlot | None
 ) -> float | None:
     started = time.perf_counter()
     try:
@@ -276,7 +283,7 @@ async def _run_and_record(
                 await _release(runtime, attempt, started, reason=("RateLimited", passed))
                 raise arq.worker.Retry(defer=slot_passed_retry_in_s)
             started = time.perf_counter()
-        error = await _run_body(runtime, attempt, body, policy, timeout_s)
+        error = await _run_body(runtime, attempt, plan)
     except asyncio.CancelledError:
         # The worker is shutting down: hand the job back, not counted, before arq frees it in Redis for
         # the next worker (whose claim would otherwise find it still held). Bounded: PostgreSQL may be away.
@@ -286,7 +293,9 @@ async def _run_and_record(
     duration_ms = (time.perf_counter() - started) * 1000
     if isinstance(error, RetryAfter) and slot is not None:
         await admission.hold_off(runtime.jobs.redis, slot, error.delay_s)
-    outcome, status, retry_in_s = conclude(error, policy, attempt.run_attempt)
+    outcome, status, retry_in_s = conclude(error, plan.policy, attempt.run_attempt)
+    if status == "dead" and plan.on_dead is not None and not isinstance(error, LeaseLost):
+        await _run_dead_hook(runtime, attempt, plan, error)
     held = await runtime.records.finish(_finished_event(attempt, outcome, status, duration_ms, error, retry_in_s))
     if not held:
         # fenced off: the job went to another worker while this one was cut off; its copy in Redis is theirs
@@ -313,13 +322,22 @@ async def _release(
     log.warning("job_handed_back", reason=release.error_type, released=released)
 
 
-async def _run_body(
-    runtime: WorkerRuntime[Any], attempt: Attempt, body: JobBody, policy: RetryPolicy, timeout_s: float
-) -> Exception | None:
-    if attempt.run_attempt > policy.attempts:
-        return AttemptsExhausted(policy.attempts)
+async def _run_dead_hook(runtime: WorkerRuntime[Any], attempt: Attempt, plan: Plan, error: Exception | None) -> None:
+    """The application's word on a dead job (mark its quotation failed, say), before the end is recorded:
+    a worker that dies in between leaves the job to run again, and the hook with it. Its own failure is
+    logged, never the job's: the job is dead either way."""
+    assert plan.on_dead is not None
+    reason = f"{type(error).__name__}: {error}" if error is not None else "dead"
+    try:
+        async with asyncio.timeout(DEAD_HOOK_TIMEOUT_S):
+            await plan.on_dead(_context(runtime, attempt, plan.policy), reason)
+    except Exception:
+        log.exception("job_dead_hook_failed")
+
+
+def _context(runtime: WorkerRuntime[Any], attempt: Attempt, policy: RetryPolicy) -> JobContext[Any]:
     intent = attempt.intent
-    job_ctx = JobContext(
+    return JobContext(
         job_id=intent.record_id,
         function=intent.function,
         queue=intent.queue,
@@ -334,12 +352,17 @@ async def _run_body(
         services=runtime.services,
         progress_writer=runtime.progress,
     )
-    deadline = asyncio.timeout(timeout_s)
+
+
+async def _run_body(runtime: WorkerRuntime[Any], attempt: Attempt, plan: Plan) -> Exception | None:
+    if attempt.run_attempt > plan.policy.attempts:
+        return AttemptsExhausted(plan.policy.attempts)
+    deadline = asyncio.timeout(plan.timeout_s)
     try:
         async with deadline:
-            await body(job_ctx)
+            await plan.body(_context(runtime, attempt, plan.policy))
     except TimeoutError as error:
-        return JobTimedOut(timeout_s) if deadline.expired() else error
+        return JobTimedOut(plan.timeout_s) if deadline.expired() else error
     except Exception as error:  # every error is the policy's to judge; CancelledError passes through
         return error
     return None
@@ -403,7 +426,9 @@ async def record_corrupt(arq_job: ArqJob, error: CorruptPayload) -> None:
     async def body(_ctx: JobContext[Any]) -> None:
         raise error
 
-    await run_attempt(arq_job.runtime, intent, body, RetryPolicy(attempts=1), timeout_s=CORRUPT_TIMEOUT_S)
+    await run_attempt(
+        arq_job.runtime, intent, Plan(body=body, policy=RetryPolicy(attempts=1), timeout_s=CORRUPT_TIMEOUT_S)
+    )
 
 
 async def handle_corrupt(ctx: dict[str, Any], reason: str, preview: str) -> None:

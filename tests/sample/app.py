@@ -209,6 +209,23 @@ async def capped_call(ctx: JobContext[SampleServices], args: CallArgs) -> None:
     response.raise_for_status()
 
 
+class DoomedArgs(JobArgs):
+    error: str = "retry"
+
+
+DOOMED = JobRef("doomed", TESTQ, DoomedArgs)
+
+
+async def mark_doomed_dead(ctx: JobContext[SampleServices], args: DoomedArgs, reason: str) -> None:
+    await note(ctx, f"dead:{reason}")
+
+
+@job(DOOMED, retry=QUICK_RETRY, on_dead=mark_doomed_dead)
+async def doomed(ctx: JobContext[SampleServices], args: DoomedArgs) -> None:
+    """Fails every time: its dead hook says so once, whichever way it died."""
+    raise PermissionError("not allowed") if args.error == "give_up" else ConnectionError("provider down")
+
+
 class LabelArgs(JobArgs):
     label: str
 
