@@ -98,6 +98,7 @@ async def file_chunks(path: Path) -> AsyncIterator[bytes]:
 
 
 async def bench_import_export(folder: Path) -> dict[str, float]:
+    folder.mkdir(parents=True)
     upload = folder / "contacts.csv"
     size = contacts_file(upload, IMPORT_ROWS)
     web_port = free_port()
@@ -146,6 +147,7 @@ QUOTATION = {
 
 async def bench_pdfs(folder: Path, concurrency: int) -> float:
     """Quotations rendered, stored and e-mailed a minute by one documents worker at `concurrency`."""
+    folder.mkdir(parents=True)
     web_port = free_port()
     env = {**ENV, "QUEUE_CONCURRENCY__DOCUMENTS": str(concurrency), "EML_DIR": str(folder / "mail")}
     async with fresh_stores() as (redis_url, database_url), processes(database_url, redis_url, folder) as start:
