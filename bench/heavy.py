@@ -97,8 +97,12 @@ async def file_chunks(path: Path) -> AsyncIterator[bytes]:
             yield chunk
 
 
-async def bench_import_export(folder: Path) -> dict[str, float]:
+def made(folder: Path) -> Path:
     folder.mkdir(parents=True)
+    return folder
+
+
+async def bench_import_export(folder: Path) -> dict[str, float]:
     upload = folder / "contacts.csv"
     size = contacts_file(upload, IMPORT_ROWS)
     web_port = free_port()
@@ -147,7 +151,6 @@ QUOTATION = {
 
 async def bench_pdfs(folder: Path, concurrency: int) -> float:
     """Quotations rendered, stored and e-mailed a minute by one documents worker at `concurrency`."""
-    folder.mkdir(parents=True)
     web_port = free_port()
     env = {**ENV, "QUEUE_CONCURRENCY__DOCUMENTS": str(concurrency), "EML_DIR": str(folder / "mail")}
     async with fresh_stores() as (redis_url, database_url), processes(database_url, redis_url, folder) as start:
@@ -170,8 +173,8 @@ async def bench_pdfs(folder: Path, concurrency: int) -> float:
 
 async def run_heavy() -> None:
     with tempfile.TemporaryDirectory(prefix="millrace-bench-") as folder:
-        f = await bench_import_export(Path(folder) / "io")
-        pdfs = {c: await bench_pdfs(Path(folder) / f"pdf{c}", c) for c in (1, 2)}
+        f = await bench_import_export(made(Path(folder) / "io"))
+        pdfs = {c: await bench_pdfs(made(Path(folder) / f"pdf{c}"), c) for c in (1, 2)}
     print(f"\nheavy flows through the web app and real workers ({f['rows']:,.0f} rows, {f['file_mib']:.0f} MiB CSV)")
     print(f"  import: {f['inserted']:,.0f} rows in {f['import_s']:.1f} s = {f['import_rows_per_s']:,.0f} rows/s")
     print(f"          peak memory: worker {f['importer_peak_mib']:.0f} MiB, web {f['web_peak_mib']:.0f} MiB")
