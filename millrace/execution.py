@@ -32,6 +32,7 @@ from millrace.errors import (
     LeaseLost,
     RetryAfter,
 )
+from millrace.outages import OUTAGES
 from millrace.records import (
     FINAL_STATUSES,
     AttemptFinished,
@@ -330,7 +331,15 @@ async def _run_dead_hook(runtime: WorkerRuntime[Any], attempt: Attempt, plan: Pl
     reason = f"{type(error).__name__}: {error}" if error is not None else "dead"
     try:
         async with asyncio.timeout(DEAD_HOOK_TIMEOUT_S):
-            await plan.on_dead(_context(runtime, attempt, plan.policy), reason)
+            while True:
+                try:
+                    await plan.on_dead(_context(runtime, attempt, plan.policy), reason)
+                    return
+                except OUTAGES as outage:  # PostgreSQL away for a moment: the hook's write is tried again
+                    log.warning("job_dead_hook_postponed", error=type(outage).__name__)
+                    await asyncio.sleep(1.0)
+    except InvalidJobArguments:
+        pass  # arguments that never were valid name no business record to mark
     except Exception:
         log.exception("job_dead_hook_failed")
 
