@@ -36,6 +36,7 @@ def relay(name: str, stream: IO[bytes]) -> None:
 
 
 def main() -> int:
+    LOGS.mkdir(parents=True, exist_ok=True)  # pytest makes a --basetemp folder, not its parents
     running: list[tuple[subprocess.Popen[bytes], threading.Thread]] = []
     for name, command in lanes(sys.argv[1:]).items():
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
