@@ -141,9 +141,11 @@ class JobClient:
         run once when every child has reached a final state (succeeded, dead or cancelled), inside `conn`'s
         transaction.
 
-        The follow-up is enqueued in the transaction that records the last child's end, so it runs once
-        even when the last two children end at the same moment on two workers. It reads the children's
-        outcomes from wherever they wrote them. With no children, it is enqueued at once.
+        Each child is counted once, right after its end is recorded (or by the reconciler's sweep, if its
+        worker died in between); the count that empties the group enqueues the follow-up in its own
+        transaction, so it runs once even when the last two children end at the same moment on two
+        workers. It reads the children's outcomes from wherever they wrote them. With no children, it is
+        enqueued at once.
         """
         group_id = uuid.uuid4().hex
         children = [dataclasses.replace(new_job(ref, args), group_id=group_id) for args in many_args]

@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 
 from millrace import store
-from millrace.records import FINAL_STATUSES, AttemptFinished, AttemptReleased, Claimed, ClaimRequest, Refused
+from millrace.records import AttemptFinished, AttemptReleased, Claimed, ClaimRequest, Refused
 from millrace.store.pool import TRANSIENT_ERRORS, Pool
 
 log = structlog.get_logger(__name__)
@@ -133,15 +133,14 @@ class RecordWriter:
                 await _apply_claims(conn, batch.claims)
                 batch.claims = []  # answered: a retry of this batch must not claim them twice
             if batch.finishes:
-                # one transaction: a child of a group is counted with its end, or neither is written
-                async with conn.transaction():
-                    applied = await store.attempts.finish(conn, [e for e, _ in batch.finishes])
-                    ended = [e.job_id for e, _ in batch.finishes if e.job_id in applied and e.status in FINAL_STATUSES]
-                    if ended:
-                        await store.groups.count_ended(conn, ended)
+                applied, group_ends = await store.attempts.finish_noting_group_ends(
+                    conn, [e for e, _ in batch.finishes]
+                )
                 self.finishes_written += len(applied)
                 _answer(batch.finishes, lambda e: e.job_id in applied)
                 batch.finishes = []
+                if group_ends:
+                    await _count_group_ends(conn, group_ends)
             if batch.releases:
                 released = await store.attempts.release(conn, [e for e, _ in batch.releases])
                 _answer(batch.releases, lambda e: e.job_id in released)
@@ -157,6 +156,17 @@ class RecordWriter:
                 log.exception("job_record_dropped", job_id=event.job_id)
                 if not done.done():
                     done.set_exception(one_error)
+
+
+async def _count_group_ends(conn: Any, job_ids: list[str]) -> None:
+    """Count fan-out children whose end was just recorded: a statement more only for them. If it fails, or
+    the worker dies first, the reconciler's sweep counts them (store.groups.list_uncounted_ended): late,
+    never lost, never twice."""
+    try:
+        async with conn.transaction():
+            await store.groups.count_ended(conn, job_ids)
+    except Exception:
+        log.exception("group_children_left_to_the_sweep", jobs=len(job_ids))
 
 
 async def _apply_claims(conn: Any, claims: list[tuple[ClaimRequest, asyncio.Future[Claimed | Refused]]]) -> None:

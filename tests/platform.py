@@ -20,8 +20,11 @@ from tests.smtp import Mailbox, smtp_server
 
 WEBHOOK_SECRET = "whsec_test_current"
 OLD_WEBHOOK_SECRET = "whsec_test_previous"
-# every queue but maintenance, whose crons run on a wall-clock schedule the tests do not wait for
-WORKER_CLASSES = tuple(q.worker_class_name for q in queues.ALL if q is not queues.MAINTENANCE)
+# the event flows' queues: not maintenance, whose crons run on a wall-clock schedule the tests do not wait
+# for, nor the heavy flows' (bulk, documents, ai), which have end-to-end tests of their own; every worker
+# process holds a few PostgreSQL connections, and `make chaos` runs two platforms under the server's 100
+_OWN_TESTS = (queues.MAINTENANCE, queues.BULK, queues.DOCUMENTS, queues.AI)
+WORKER_CLASSES = tuple(q.worker_class_name for q in queues.ALL if q not in _OWN_TESTS)
 
 
 @dataclass

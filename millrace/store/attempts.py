@@ -72,7 +72,7 @@ WITH f AS (
         last_error = coalesce(f.error_message, j.last_error),
         updated_at = now()
     FROM f WHERE j.id = f.job_id AND j.lease = f.lease AND j.status = 'in_progress'
-    RETURNING j.id
+    RETURNING j.id, j.group_id, j.status
 ), attempts AS (
     UPDATE millrace_job_attempts a SET
         finished_at = f.finished_at, duration_ms = f.duration_ms,
@@ -85,7 +85,7 @@ WITH f AS (
     FROM f LEFT JOIN held ON held.id = f.job_id
     WHERE a.job_id = f.job_id AND a.attempt = f.attempt
 )
-SELECT id FROM held
+SELECT id, group_id IS NOT NULL AND status IN ('succeeded', 'dead', 'cancelled') AS group_child_ended FROM held
 """
 
 # A deploy: the attempt is on record as interrupted, and the budget gets it back.
@@ -134,8 +134,15 @@ async def statuses(conn: Executor, job_ids: Sequence[str]) -> dict[str, JobStatu
 
 async def finish(conn: Executor, finishes: Sequence[AttemptFinished]) -> set[str]:
     """Apply each finish that still holds its lease; returns the ids applied (the rest were fenced off)."""
+    applied, _ = await finish_noting_group_ends(conn, finishes)
+    return applied
+
+
+async def finish_noting_group_ends(conn: Executor, finishes: Sequence[AttemptFinished]) -> tuple[set[str], list[str]]:
+    """As `finish`, and the ids among them of group children that reached a final state: the fan-in
+    counts those (store.groups.count_ended)."""
     rows = await conn.fetch(_FINISH, *_finish_columns(finishes))
-    return {row["id"] for row in rows}
+    return {row["id"] for row in rows}, [row["id"] for row in rows if row["group_child_ended"]]
 
 
 async def release(conn: Executor, releases: Sequence[AttemptReleased]) -> set[str]:

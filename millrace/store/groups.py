@@ -57,7 +57,7 @@ async def insert_group(conn: Executor, group_id: str, children: Sequence[NewJob]
 
 async def count_ended(conn: Executor, job_ids: Sequence[str]) -> int:
     """Count the children among `job_ids` that reached a final state; enqueue the follow-up of each group
-    they emptied. Call it in the transaction that recorded their ends; returns the follow-ups enqueued."""
+    they emptied, in one transaction of the caller's; returns the follow-ups enqueued."""
     emptied = await conn.fetch(_COUNT_ENDED, list(job_ids))
     if not emptied:
         return 0

@@ -1,6 +1,6 @@
 -- Fan-out and fan-in: a group of child jobs and the follow-up job that runs once, when the last child
--- reaches a final state. Each child is counted once (group_counted), in the transaction that records
--- its end; the one that brings `remaining` to zero enqueues the follow-up in that same transaction.
+-- reaches a final state. Each child is counted once (group_counted) after its end is recorded; the count
+-- that brings `remaining` to zero enqueues the follow-up in its own transaction.
 CREATE TABLE millrace_job_groups (
     id             text PRIMARY KEY,
     total          integer NOT NULL,
