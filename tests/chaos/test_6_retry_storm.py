@@ -24,8 +24,12 @@ LOAD_PER_S = 10
 WORKERS = 3
 FINISH_BOUND_S = 600
 #: a window may catch one call more than the limit: a start may be up to one interval late (see
-#: execution._keep_slot), and its call then falls beside the next slot's
+#: admission.keep_slot), and its call then falls beside the next slot's
 EDGE_CALLS = 1
+#: and a one-second window one more: slots are spaced on Redis's clock, but the stand-in provider stamps
+#: arrivals in a thread of the test process, and with `make chaos`'s other lane on the same two cores those
+#: stamps jitter by more than an interval (50 ms). Ten-second windows hold the rate itself.
+ARRIVAL_JITTER_CALLS = 1
 
 
 def busiest_window(arrivals: list[float], window_s: float) -> int:
@@ -60,7 +64,7 @@ async def test_a_provider_outage_stays_within_its_rate_and_every_job_finishes(
     assert result.max_counted_attempts <= app.STORM_POLICY.attempts
     limit = app.PROVIDER_LIMIT
     busiest = busiest_window(arrivals, limit.per_s)
-    assert busiest <= limit.calls + limit.burst - 1 + EDGE_CALLS, busiest
+    assert busiest <= limit.calls + limit.burst - 1 + EDGE_CALLS + ARRIVAL_JITTER_CALLS, busiest
     busiest_ten = busiest_window(arrivals, 10 * limit.per_s)
     assert busiest_ten <= 10 * limit.calls + limit.burst - 1 + EDGE_CALLS, busiest_ten
     late_slots = await pool.fetchval("SELECT count(*) FROM millrace_job_attempts WHERE error_type = 'RateLimited'")
