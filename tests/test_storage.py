@@ -21,6 +21,7 @@ from millrace.storage import (
     S3Config,
     S3Storage,
     Storage,
+    StorageUnavailable,
     TooLarge,
     check_key,
     put_bytes,
@@ -200,3 +201,16 @@ def test_no_guessed_signature_passes(key: str, name: str, forged: str) -> None:
 def test_a_short_secret_is_refused() -> None:
     with pytest.raises(ValueError, match="16 bytes"):
         DownloadLinks(secret=b"short", base_url="/files")
+
+
+async def test_an_s3_that_does_not_answer_is_storage_unavailable() -> None:
+    config = S3Config(
+        bucket="nowhere", endpoint_url=f"http://127.0.0.1:{free_port()}", access_key_id="x", secret_access_key="x"
+    )
+    async with S3Storage.open(config) as s3:
+        with pytest.raises(StorageUnavailable):
+            await s3.size("k")
+        with pytest.raises(StorageUnavailable):
+            await put_bytes(s3, "k", b"data")
+        with pytest.raises(StorageUnavailable):
+            await read_bytes(s3, "k")
