@@ -25,6 +25,7 @@ from jobs.services import Services
 from jobs.text_extraction import Unextractable, extract_text
 from millrace import Cap, Connection, GiveUp, JobContext, RateLimit, RetryAfter, exponential, job
 from millrace.limits import hold_off, wait_for_slot
+from millrace.storage import download
 from producers.documents import ANALYZE_DOCUMENT, DocumentArgs
 from producers.notifications import enqueue_notification
 
@@ -115,9 +116,7 @@ class NotUnderstood(Exception):
 async def _text_of(services: Services, document: Document) -> str:
     with tempfile.TemporaryDirectory(prefix="millrace-document-") as folder:
         path = Path(folder) / "document"
-        with path.open("wb") as out:
-            async for chunk in services.storage.read(document.storage_key):
-                out.write(chunk)
+        await download(services.storage, document.storage_key, path)
         return await extract_text(path, document.kind)
 
 

@@ -23,7 +23,7 @@ from jobs.import_rows import header_problems, to_contact
 from jobs.policies import retrying
 from jobs.services import Services
 from millrace import JobContext, exponential, job
-from millrace.storage import CHUNK_BYTES, Storage, read_lines, rechunk
+from millrace.storage import download, file_chunks, read_lines, rechunk
 from producers.imports import FINISH_IMPORT, IMPORT_CHUNK, SPLIT_IMPORT, ImportArgs, ImportChunkArgs
 from producers.notifications import enqueue_notification
 
@@ -64,7 +64,7 @@ async def split_import(ctx: JobContext[Services], args: ImportArgs) -> None:
         return
     with tempfile.TemporaryDirectory(prefix="millrace-import-") as folder:
         upload = Path(folder) / f"upload.{found.kind}"  # openpyxl goes by the suffix
-        await _download(services.storage, found.upload_key, upload)
+        await download(services.storage, found.upload_key, upload)
         try:
             split = await asyncio.to_thread(split_file, upload, found.kind, Path(folder), ctx.progress)
         except UnreadableFile as error:
@@ -75,7 +75,7 @@ async def split_import(ctx: JobContext[Services], args: ImportArgs) -> None:
             await db.imports.mark_import_failed(services.db, found.id, "; ".join(problems))
             return
         for number, (path, _) in enumerate(split.chunks):
-            await services.storage.put(chunk_key(found.id, number), _file_chunks(path))
+            await services.storage.put(chunk_key(found.id, number), file_chunks(path))
     chunk_args = [ImportChunkArgs(import_id=found.id, chunk=n, rows=rows) for n, (_, rows) in enumerate(split.chunks)]
     async with services.db.acquire() as conn, conn.transaction():
         if not await ctx.first_time(conn, "fan_out"):
@@ -196,15 +196,3 @@ async def _error_report(services: Services, import_id: int) -> AsyncIterator[byt
         for line in csv_lines((r.line, r.reason, r.raw) for r in page):
             yield line
         after = page[-1].line
-
-
-async def _download(storage: Storage, key: str, to: Path) -> None:
-    with to.open("wb") as out:
-        async for chunk in storage.read(key):
-            await asyncio.to_thread(out.write, chunk)
-
-
-async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
-    with path.open("rb") as source:
-        while chunk := await asyncio.to_thread(source.read, CHUNK_BYTES):
-            yield chunk

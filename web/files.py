@@ -9,7 +9,6 @@ so nothing stored is ever rendered by the browser as a page of this site.
 from __future__ import annotations
 
 import string
-from collections.abc import AsyncIterator
 from pathlib import PurePosixPath
 from typing import Annotated
 from urllib.parse import quote
@@ -17,7 +16,7 @@ from urllib.parse import quote
 from fastapi import HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
-from millrace.storage import InvalidKey, Storage, check_key
+from millrace.storage import InvalidKey, check_key
 from web.state import state_of
 
 _CONTENT_TYPES = {".csv": "text/csv; charset=utf-8", ".pdf": "application/pdf", ".json": "application/json"}
@@ -53,12 +52,7 @@ async def download(
         "Cache-Control": "private, no-store",
     }
     media_type = _CONTENT_TYPES.get(PurePosixPath(name).suffix.lower(), "application/octet-stream")
-    return StreamingResponse(_stream(state.storage, key), media_type=media_type, headers=headers)
-
-
-async def _stream(storage: Storage, key: str) -> AsyncIterator[bytes]:
-    async for chunk in storage.read(key):
-        yield chunk
+    return StreamingResponse(state.storage.read(key), media_type=media_type, headers=headers)
 
 
 def content_disposition(name: str) -> str:

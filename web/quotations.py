@@ -12,6 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Literal
 
 from fastapi import HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
 import db.quotations
@@ -69,7 +70,13 @@ async def create_quotation(body: QuotationRequest, caller: CurrentUser, request:
     subtotal = sum(line.quantity * line.unit_price_cents for line in body.lines)
     tax = int((Decimal(subtotal) * body.tax_rate / 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
     if subtotal + tax > MAX_CENTS:
-        raise HTTPException(422, "the total is larger than this service accepts")
+        # a 422 of the documented shape (field problems), like any other invalid field
+        problem = {
+            "type": "value_error",
+            "loc": ("body", "lines"),
+            "msg": "the total is larger than this service accepts",
+        }
+        raise RequestValidationError([problem])
     async with state.pool.acquire() as conn, conn.transaction():
         quotation_id = await db.quotations.insert_quotation(
             conn,

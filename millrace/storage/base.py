@@ -7,8 +7,10 @@ refuses any other key, so no key reaches outside its folder or bucket prefix.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterable, AsyncIterator
+from pathlib import Path
 from typing import Protocol
 
 from millrace.errors import MillraceError
@@ -130,3 +132,17 @@ async def read_lines(storage: Storage, key: str, *, max_line_bytes: int = 16 * 1
             raise ValueError(f"a line of {key!r} is longer than {max_line_bytes} bytes")
     if pending:
         yield bytes(pending)
+
+
+async def download(storage: Storage, key: str, to: Path) -> None:
+    """Copy an object into a local file (for a parser or a program that needs a path), off the event loop."""
+    with to.open("wb") as out:
+        async for chunk in storage.read(key):
+            await asyncio.to_thread(out.write, chunk)
+
+
+async def file_chunks(path: Path) -> AsyncIterator[bytes]:
+    """A local file as a stream for `Storage.put`, read off the event loop."""
+    with path.open("rb") as source:
+        while chunk := await asyncio.to_thread(source.read, CHUNK_BYTES):
+            yield chunk
