@@ -7,6 +7,7 @@ timeout, or 429 with Retry-After. Every request that reached the server is kept,
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -40,6 +41,8 @@ class Providers:
     crm_contacts: dict[str, Any] = field(default_factory=dict)
     #: (provider, time.monotonic()) of every request's arrival, for rate checks
     arrivals: list[tuple[str, float]] = field(default_factory=list)
+    #: (provider, time.time()) of every request that said when it was sent (the x-sent-at header)
+    sent: list[tuple[str, float]] = field(default_factory=list)
     #: requests being answered now, and the most there ever were at once, by provider
     in_flight: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PROVIDERS, 0))
     max_in_flight: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PROVIDERS, 0))
@@ -68,8 +71,11 @@ class Providers:
 
     async def handle(self, request: Request) -> Response:
         provider = request.path_params["provider"]
+        sent_at = _sent_at(request.headers.get("x-sent-at"))
         with self._lock:
             self.arrivals.append((provider, time.monotonic()))
+            if sent_at is not None:
+                self.sent.append((provider, sent_at))
             self.in_flight[provider] += 1
             self.max_in_flight[provider] = max(self.max_in_flight[provider], self.in_flight[provider])
         try:
@@ -91,6 +97,14 @@ class Providers:
         if provider == "crm" and request.method == "PUT":
             self.crm_contacts[request.path_params["rest"]] = body  # upsert by our user id: idempotent
         return JSONResponse({"ok": True})
+
+
+def _sent_at(header: str | None) -> float | None:
+    try:
+        value = float(header) if header is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
 
 
 @contextmanager

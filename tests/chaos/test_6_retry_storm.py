@@ -26,10 +26,11 @@ FINISH_BOUND_S = 600
 #: a window may catch one call more than the limit: a start may be up to one interval late (see
 #: admission.keep_slot), and its call then falls beside the next slot's
 EDGE_CALLS = 1
-#: and a one-second window one more: slots are spaced on Redis's clock, but the stand-in provider stamps
-#: arrivals in a thread of the test process, and with `make chaos`'s other lane on the same two cores those
-#: stamps jitter by more than an interval (50 ms). Ten-second windows hold the rate itself.
-ARRIVAL_JITTER_CALLS = 1
+#: One-second windows are counted on the time each call was sent (it says so in a header), which is what
+#: the limit spaces: the stand-in provider stamps arrivals in a thread of the busy test process, and with
+#: `make chaos`'s other lane on the same two cores those stamps bunched calls by up to four over the
+#: limit (24 in one second, while the ten-second windows held the rate). Ten-second windows are counted
+#: on arrival: over ten seconds the provider's own jitter is too small to matter, and the rate must hold.
 
 
 def busiest_window(arrivals: list[float], window_s: float) -> int:
@@ -59,12 +60,15 @@ async def test_a_provider_outage_stays_within_its_rate_and_every_job_finishes(
             await wait_all_final(pool, jobs, timeout_s=FINISH_BOUND_S)
             finished_in = time.monotonic() - recovered
         arrivals = [t for provider, t in providers.arrivals if provider == "sms"]
+        sent = [t for provider, t in providers.sent if provider == "sms"]
     result = await tally(pool)
     assert result.statuses["succeeded"] == jobs, result.statuses
     assert result.max_counted_attempts <= app.STORM_POLICY.attempts
     limit = app.PROVIDER_LIMIT
-    busiest = busiest_window(arrivals, limit.per_s)
-    assert busiest <= limit.calls + limit.burst - 1 + EDGE_CALLS + ARRIVAL_JITTER_CALLS, busiest
+    assert len(sent) == len(arrivals)
+    busiest = busiest_window(sent, limit.per_s)
+    assert busiest <= limit.calls + limit.burst - 1 + EDGE_CALLS, busiest
+    busiest_arrived = busiest_window(arrivals, limit.per_s)
     busiest_ten = busiest_window(arrivals, 10 * limit.per_s)
     assert busiest_ten <= 10 * limit.calls + limit.burst - 1 + EDGE_CALLS, busiest_ten
     late_slots = await pool.fetchval("SELECT count(*) FROM millrace_job_attempts WHERE error_type = 'RateLimited'")
@@ -76,7 +80,8 @@ async def test_a_provider_outage_stays_within_its_rate_and_every_job_finishes(
         jobs=jobs,
         workers=WORKERS,
         rate_limit=f"{limit.calls}/{limit.per_s:g}s",
-        busiest_second_at_provider=busiest,
+        busiest_second_sent=busiest,
+        busiest_second_arrived=busiest_arrived,
         busiest_ten_seconds=busiest_ten,
         late_slots_handed_back_uncounted=late_slots,
         calls_during_outage=calls_during_outage,

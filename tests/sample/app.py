@@ -180,6 +180,8 @@ class CallArgs(JobArgs):
 
 
 CALL_PROVIDER = JobRef("call_provider", TESTQ, CallArgs)
+#: the header in which a call says when it was sent (time.time() in the worker)
+SENT_AT = "x-sent-at"
 #: the provider's limit, shared by every worker process
 PROVIDER_LIMIT = RateLimit("sample-provider", calls=20, per_s=1.0)
 #: long enough to outlast a five-minute outage: 0.5 s doubling to 30 s, twenty attempts
@@ -188,8 +190,11 @@ STORM_POLICY = RetryPolicy(attempts=20, backoff=exponential(first_s=0.5, factor=
 
 @job(CALL_PROVIDER, retry=STORM_POLICY, rate_limit=PROVIDER_LIMIT, timeout_s=10)
 async def call_provider(ctx: JobContext[SampleServices], args: CallArgs) -> None:
-    # the call first: anything before it (a database write) would shift it off its slot
-    response = await ctx.services.http.post(args.url, json={"job_id": ctx.job_id, "attempt": ctx.attempt})
+    # the call first: anything before it (a database write) would shift it off its slot; it says when it
+    # was sent, which is what the rate limit spaces (the provider's own arrival stamps add its jitter)
+    response = await ctx.services.http.post(
+        args.url, json={"job_id": ctx.job_id, "attempt": ctx.attempt}, headers={SENT_AT: repr(time.time())}
+    )
     await note(ctx, "call")
     if response.status_code == 429:
         raise RetryAfter(float(response.headers.get("retry-after", "1")), "the provider rate-limited us")
