@@ -15,7 +15,7 @@ from arq.connections import ArqRedis
 from redis.asyncio import ConnectionPool
 from redis.exceptions import RedisError
 
-from millrace import dispatch, payload, store
+from millrace import dispatch, payload, store, tracing
 from millrace.declare import JobArgs, JobRef
 from millrace.records import GroupStatus, JobRecord, NewJob, OutboxEntry
 from millrace.relay import deliver_all
@@ -111,15 +111,11 @@ class JobClient:
         job_key: str | None = None,
     ) -> EnqueuedJob:
         """Enqueue the job; with `conn`, inside that open transaction (delivered only once it commits)."""
-        new = new_job(ref, args, delay_s=delay_s, run_at=run_at, job_key=job_key)
-        if conn is not None:
-            job_id, created = await _insert(conn, new, with_outbox=True)
-            return EnqueuedJob(id=job_id, created=created, via="outbox")
-        async with self.pool.acquire() as own:
-            job_id, created = await _insert(own, new, with_outbox=False)
-        if not created:
-            return EnqueuedJob(id=job_id, created=False, via="redis")
-        return await self._push_or_hand_to_relay(new)
+        with tracing.publishing(ref.queue.name, ref.name) as published:
+            new = new_job(ref, args, delay_s=delay_s, run_at=run_at, job_key=job_key, trace_context=published.context)
+            enqueued = await self._enqueue(new, conn)
+            published.identify(enqueued.id)
+            return enqueued
 
     async def enqueue_many(
         self, ref: JobRef[A], many_args: Sequence[A], *, conn: Connection, job_keys: Sequence[str | None] | None = None
@@ -131,8 +127,13 @@ class JobClient:
         keys = list(job_keys) if job_keys is not None else [None] * len(many_args)
         if len(keys) != len(many_args):
             raise ValueError("give one job key (or None) per job")
-        new = [new_job(ref, args, job_key=key) for args, key in zip(many_args, keys, strict=True)]
-        return len(await store.outbox.insert_jobs_with_outbox(conn, new)) if new else 0
+        with tracing.publishing(ref.queue.name, ref.name, jobs=len(keys)) as published:
+            context = published.context
+            new = [
+                new_job(ref, args, job_key=key, trace_context=context)
+                for args, key in zip(many_args, keys, strict=True)
+            ]
+            return len(await store.outbox.insert_jobs_with_outbox(conn, new)) if new else 0
 
     async def enqueue_group(
         self, ref: JobRef[A], many_args: Sequence[A], *, then: tuple[JobRef[B], B], conn: Connection
@@ -148,8 +149,12 @@ class JobClient:
         enqueued at once.
         """
         group_id = uuid.uuid4().hex
-        children = [dataclasses.replace(new_job(ref, args), group_id=group_id) for args in many_args]
-        await store.groups.insert_group(conn, group_id, children, then=new_job(*then))
+        with tracing.publishing(ref.queue.name, ref.name, jobs=len(many_args)) as published:
+            context = published.context
+            children = [
+                dataclasses.replace(new_job(ref, args, trace_context=context), group_id=group_id) for args in many_args
+            ]
+            await store.groups.insert_group(conn, group_id, children, then=new_job(*then, trace_context=context))
         return EnqueuedGroup(id=group_id, children=[c.id for c in children])
 
     async def find_job(self, job_id: str) -> JobRecord | None:
@@ -193,6 +198,16 @@ class JobClient:
             delivered = 0
         return DeadRetried(requeued=[e.job_id for e in requeued], delivered=delivered)
 
+    async def _enqueue(self, new: NewJob, conn: Connection | None) -> EnqueuedJob:
+        if conn is not None:
+            job_id, created = await _insert(conn, new, with_outbox=True)
+            return EnqueuedJob(id=job_id, created=created, via="outbox")
+        async with self.pool.acquire() as own:
+            job_id, created = await _insert(own, new, with_outbox=False)
+        if not created:
+            return EnqueuedJob(id=job_id, created=False, via="redis")
+        return await self._push_or_hand_to_relay(new)
+
     async def _push_or_hand_to_relay(self, new: NewJob) -> EnqueuedJob:
         entry = OutboxEntry(
             job_id=new.id,
@@ -202,6 +217,7 @@ class JobClient:
             attempt_base=0,
             run_at=new.run_at,
             enqueued_at=new.enqueued_at,
+            trace_context=new.trace_context,
         )
         try:
             await dispatch.push(self.redis, [dispatch.for_entry(entry)])
@@ -229,7 +245,13 @@ async def _insert(conn: Connection, new: NewJob, *, with_outbox: bool) -> tuple[
 
 
 def new_job(
-    ref: JobRef[A], args: A, *, delay_s: float | None = None, run_at: datetime | None = None, job_key: str | None = None
+    ref: JobRef[A],
+    args: A,
+    *,
+    delay_s: float | None = None,
+    run_at: datetime | None = None,
+    job_key: str | None = None,
+    trace_context: tracing.TraceContext | None = None,
 ) -> NewJob:
     """The record of a job about to be enqueued; raises InvalidJobArguments or ValueError on bad input."""
     now = datetime.now(UTC)
@@ -241,6 +263,7 @@ def new_job(
         job_key=job_key,
         run_at=_run_at(now, delay_s, run_at),
         enqueued_at=now,
+        trace_context=trace_context,
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from arq.connections import ArqRedis
 from arq.constants import expires_extra_ms, in_progress_key_prefix, job_key_prefix, result_key_prefix
 
-from millrace import payload
+from millrace import payload, tracing
 from millrace.queues import redis_queue_key
 from millrace.records import OutboxEntry
 
@@ -73,7 +73,10 @@ def for_entry(entry: OutboxEntry) -> Dispatch:
         redis_job_id=payload.redis_job_id(entry.job_id, entry.attempt_base),
         queue=entry.queue,
         function=entry.function,
-        arq_args=[payload.make_envelope(entry.job_id, entry.args, entry.attempt_base)],
+        # checked again on its way out: a context edited by hand in PostgreSQL must not spoil the payload
+        arq_args=[
+            payload.make_envelope(entry.job_id, entry.args, entry.attempt_base, tracing.received(entry.trace_context))
+        ],
         enqueued_at=entry.enqueued_at,
         run_at=entry.run_at,
     )

@@ -1,7 +1,7 @@
 """How a job travels in Redis: arq's job record as JSON, with Millrace's envelope as its one argument.
 
 The envelope carries the record id and the attempt base, so that a dead letter retried under a new
-Redis id still writes to its own record.
+Redis id still writes to its own record; and the trace context the job was enqueued under, if any.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
+from millrace import tracing
 from millrace.errors import CorruptPayload
 from millrace.text import unstorable_text
 
@@ -25,6 +26,8 @@ class Envelope:
     record_id: str
     args: dict[str, Any]
     attempt_base: int
+    #: None when the job was enqueued untraced, or its context is not one (it is ignored, never fatal)
+    trace_context: tracing.TraceContext | None = None
 
 
 def redis_job_id(record_id: str, attempt_base: int) -> str:
@@ -46,8 +49,13 @@ def attempt_base_of(redis_id: str) -> int:
     return int(base) if base.isascii() and base.isdigit() and len(base) < 10 else 0
 
 
-def make_envelope(record_id: str, args: dict[str, Any], attempt_base: int) -> dict[str, Any]:
-    return {"id": record_id, "args": args, "base": attempt_base}
+def make_envelope(
+    record_id: str, args: dict[str, Any], attempt_base: int, trace_context: tracing.TraceContext | None = None
+) -> dict[str, Any]:
+    envelope: dict[str, Any] = {"id": record_id, "args": args, "base": attempt_base}
+    if trace_context is not None:  # absent when untraced: the payloads of untraced jobs stay as they were
+        envelope["trace"] = trace_context
+    return envelope
 
 
 def read_envelope(raw: Any) -> Envelope:
@@ -55,7 +63,12 @@ def read_envelope(raw: Any) -> Envelope:
     problem = envelope_problem(raw)
     if problem is not None:
         raise CorruptPayload(problem, repr(raw).encode("utf-8", "backslashreplace"))
-    return Envelope(record_id=raw["id"], args=raw["args"], attempt_base=raw.get("base", 0))
+    return Envelope(
+        record_id=raw["id"],
+        args=raw["args"],
+        attempt_base=raw.get("base", 0),
+        trace_context=tracing.received(raw.get("trace")),
+    )
 
 
 def dumps(data: Any) -> bytes:
@@ -96,6 +109,8 @@ _RESULT_KEYS = _JOB_KEYS | {"s", "r", "st", "ft", "q", "id"}
 _RESULT_TYPES = {"f": str, "a": list, "k": dict, "s": bool, "q": str, "id": str}
 #: arq counts tries with Redis INCR, a signed 64-bit integer
 _MAX_COUNTED_TRY = 2**63 - 1
+#: "trace" is never a reason to refuse a job: a context that is not one is ignored (tracing.received)
+_ENVELOPE_KEYS = frozenset({"id", "args", "base", "trace"})
 
 
 def worker_loads(known_functions: Collection[str]) -> Callable[[bytes], Any]:
@@ -143,7 +158,7 @@ def result_problem(data: dict[str, Any]) -> str | None:
 
 def envelope_problem(raw: Any) -> str | None:
     """Why `raw` is not a Millrace envelope whose record PostgreSQL can hold, or None."""
-    if not isinstance(raw, dict) or set(raw) - {"id", "args", "base"} or not isinstance(raw.get("args"), dict):
+    if not isinstance(raw, dict) or set(raw) - _ENVELOPE_KEYS or not isinstance(raw.get("args"), dict):
         return "arguments are not a Millrace envelope"
     record_id = raw.get("id")
     if not isinstance(record_id, str) or not 0 < len(record_id) <= _MAX_ID_LENGTH:

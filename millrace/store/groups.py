@@ -25,9 +25,9 @@ WITH counted AS (
     UPDATE millrace_job_groups g SET remaining = g.remaining - p.n,
         completed_at = CASE WHEN g.remaining - p.n = 0 THEN now() END
     FROM per_group p WHERE g.id = p.group_id
-    RETURNING g.id, g.remaining, g.then_queue, g.then_function, g.then_args
+    RETURNING g.id, g.remaining, g.then_queue, g.then_function, g.then_args, g.then_trace_context
 )
-SELECT id, then_queue, then_function, then_args FROM updated WHERE remaining = 0
+SELECT id, then_queue, then_function, then_args, then_trace_context FROM updated WHERE remaining = 0
 """
 
 _UNCOUNTED_ENDED = f"""
@@ -42,8 +42,8 @@ async def insert_group(conn: Executor, group_id: str, children: Sequence[NewJob]
     group without children is complete at once, and its follow-up enqueued now."""
     await conn.execute(
         """INSERT INTO millrace_job_groups (id, total, remaining, then_queue, then_function, then_args,
-                                            then_job_id, completed_at)
-           VALUES ($1, $2, $2, $3, $4, $5, $6, $7)""",
+                                            then_job_id, completed_at, then_trace_context)
+           VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8)""",
         group_id,
         len(children),
         then.queue,
@@ -51,6 +51,7 @@ async def insert_group(conn: Executor, group_id: str, children: Sequence[NewJob]
         then.args,
         None if children else then.id,
         None if children else datetime.now(UTC),
+        then.trace_context,
     )
     await outbox.insert_jobs_with_outbox(conn, children or [then])
 
@@ -85,6 +86,7 @@ def _follow_up(row: Any, now: datetime) -> NewJob:
         job_key=None,
         run_at=None,
         enqueued_at=now,
+        trace_context=row["then_trace_context"],
     )
 
 
