@@ -11,7 +11,7 @@ export TEST_DATABASE_URL TEST_REDIS_URL
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev,demo]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -42,6 +42,7 @@ bench: install
 	$(BIN)/python scripts/services.py --database-url $(TEST_DATABASE_URL) --redis-url $(TEST_REDIS_URL)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.heavy
+	$(BIN)/python -m bench.dashboard
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, PostgresDsn, RedisDsn, Secret, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from millrace.dashboard import Login
 from millrace.storage import DownloadLinks, S3Config
 
 
@@ -67,6 +69,16 @@ class Settings(BaseSettings):
     # (python -c "import argon2; print(argon2.PasswordHasher().hash('...'))"). Unset: nobody gets in.
     # In .env, single-quote it: the hash is full of `$`, which `make run`'s shell would expand.
     operator_password_hash: SecretStr | None = None
+    # The dashboard (/admin) lets the operator log in as `operator` (every action) and, when this hash is
+    # set, `viewer` (a read-only role). Outside development the web app refuses to start without the
+    # operator's hash, and the dashboard's cookie is sent over HTTPS only.
+    viewer_password_hash: SecretStr | None = None
+    environment: Literal["development", "production"] = "production"
+    # Signs the dashboard's session cookie (at least 32 characters, the same on every web process); unset,
+    # it is derived from the operator's hash, so that changing the password ends every session.
+    dashboard_session_secret: SecretStr | None = None
+    # Argument fields the dashboard never shows, besides the runtime's list (passwords, tokens, keys...)
+    dashboard_redacted: list[str] = Field(default_factory=list)
 
     # Webhooks: several secrets per provider while a key rotates, e.g. {"stripe": ["whsec_new", "whsec_old"]}
     webhook_secrets: dict[str, list[SecretStr]] = Field(default_factory=dict)
@@ -121,6 +133,22 @@ class Settings(BaseSettings):
     download_link_secret: SecretStr | None = None
     public_base_url: str = "http://127.0.0.1:8000"
     download_link_valid_s: int = Field(default=7 * 24 * 3600, gt=0)
+
+    def dashboard_logins(self) -> list[Login]:
+        logins = []
+        if self.operator_password_hash is not None:
+            logins.append(Login(name="operator", password_hash=self.operator_password_hash.get_secret_value()))
+        if self.viewer_password_hash is not None:
+            logins.append(
+                Login(name="viewer", password_hash=self.viewer_password_hash.get_secret_value(), role="viewer")
+            )
+        return logins
+
+    def dashboard_secret(self) -> str:
+        if self.dashboard_session_secret is not None:
+            return self.dashboard_session_secret.get_secret_value()
+        seed = "" if self.operator_password_hash is None else self.operator_password_hash.get_secret_value()
+        return hashlib.sha256(f"millrace-dashboard-session:{seed}".encode()).hexdigest()
 
     def database_dsn(self) -> str:
         return str(self.database_url.get_secret_value())

@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import math
+import socket
 import sys
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from millrace import store
+from millrace import operations, store
 from millrace.client import MAX_DELAY, JobClient
 from millrace.declare import JobRef
 from millrace.errors import InvalidJobArguments, NotFound
 from millrace.outages import OUTAGES
 from millrace.records import ALL_STATUSES, JobRecord
+from millrace.store.insights import JobFilter
 from millrace.store.migrate import MigrationSeries
 from millrace.text import unstorable_text
 
@@ -151,16 +154,102 @@ async def cmd_dead_list(app: Application, args: argparse.Namespace) -> int:
 
 
 async def cmd_dead_retry(app: Application, args: argparse.Namespace) -> int:
-    if not args.ids and not (args.function or args.error_type or args.all):
-        raise BadInput("name job ids, or select with --function / --error-type / --all")
+    if not args.ids and not (args.function or args.error_type or args.error_group or args.all):
+        raise BadInput("name job ids, or select with --function / --error-type / --error-group / --all")
     async with JobClient.open(redis_url=app.redis_url, database_url=app.database_url) as client:
-        ids = list(args.ids) or [j.id for j in await _list(app, args, "dead")]
-        retried = await client.retry_dead(ids)
+        if not args.ids:
+            where = JobFilter(function=args.function, error_type=args.error_type, fingerprint=args.error_group)
+            result = await operations.retry_dead(client, where, actor=_actor(), progress=_progress_bar("retried"))
+            print(f"requeued {result.done} dead job(s) of {result.matched} matching")
+            return 0
+        retried = await client.retry_dead(list(args.ids))
+        async with client.pool.acquire() as conn:
+            await store.insights.add_audit(
+                conn,
+                actor=_actor(),
+                action="retry_dead",
+                target=", ".join(args.ids)[:1000],
+                affected=len(retried.requeued),
+            )
     print(f"requeued {len(retried.requeued)} dead job(s), {retried.delivered} delivered to Redis")
     missing = set(args.ids) - set(retried.requeued)
     if missing:
         print(f"not dead, or unknown: {', '.join(sorted(missing))}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _actor() -> str:
+    """Who acts from the command line, as the audit log names them."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"cli:{user}@{socket.gethostname()}"
+
+
+def _progress_bar(verb: str) -> Callable[[int, int], None]:
+    """A progress line on stderr for a bulk action (only on a terminal: logs stay clean)."""
+
+    def show(done: int, total: int) -> None:
+        if not sys.stderr.isatty():
+            return
+        if total:
+            filled = int(30 * done / total)
+            print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} {verb}", end="", file=sys.stderr)
+        else:
+            print(f"\r{done} {verb}", end="", file=sys.stderr)
+        if total and done >= total:
+            print(file=sys.stderr)
+
+    return show
+
+
+async def cmd_errors_list(app: Application, args: argparse.Namespace) -> int:
+    conn = await store.pool.connect(app.database_url)
+    try:
+        groups = await store.insights.error_groups(conn, now=datetime.now(UTC), days=args.days)
+    finally:
+        await conn.close()
+    if args.json:
+        _print_json([asdict(g) for g in groups])
+        return 0
+    for g in groups:
+        print(
+            f"{g.fingerprint}  {g.function:<28} {g.error_type:<24} hour={g.failures_hour} day={g.failures_day}"
+            f" dead={g.dead_now}  last={g.last_seen:%Y-%m-%d %H:%M:%S}"
+        )
+    return 0
+
+
+async def cmd_queues(app: Application, args: argparse.Namespace) -> int:
+    async with JobClient.open(redis_url=app.redis_url, database_url=app.database_url) as client:
+        if args.queues_command == "list":
+            async with client.pool.acquire() as conn:
+                paused = await store.queues.paused_queues(conn)
+            for queue, (since, by) in sorted(paused.items()):
+                print(f"{queue}: paused since {since:%Y-%m-%d %H:%M:%S} by {by}")
+            if not paused:
+                print("no queue is paused")
+            return 0
+        if args.queues_command == "pause":
+            done = await operations.pause_queue(client, args.queue, actor=_actor())
+            print(f"{args.queue}: {'paused' if done else 'was paused already'}")
+        else:
+            done = await operations.resume_queue(client, args.queue, actor=_actor())
+            print(f"{args.queue}: {'resumed' if done else 'was not paused'}")
+    return 0
+
+
+async def cmd_purge(app: Application, args: argparse.Namespace) -> int:
+    before = datetime.now(UTC) - timedelta(days=args.older_than_days)
+    async with JobClient.open(redis_url=app.redis_url, database_url=app.database_url) as client:
+        result = await operations.purge_finished(client, before, actor=_actor(), progress=_progress_bar("deleted"))
+        async with client.pool.acquire() as conn:
+            folded = await store.insights.fold_stats_before(conn, before)
+    print(
+        f"deleted {result.done} finished record(s) older than {args.older_than_days} days; folded {folded} stats rows"
+    )
     return 0
 
 
@@ -215,6 +304,7 @@ def build_parser(prog: str = "millrace") -> argparse.ArgumentParser:
     status.set_defaults(run=cmd_status)
     _add_jobs_commands(sub)
     _add_dead_commands(sub)
+    _add_operations_commands(sub)
     enqueue = sub.add_parser("enqueue", help="enqueue a job by name")
     enqueue.add_argument("name", type=text)
     enqueue.add_argument("--args", default="{}", type=text, help="the job's arguments as JSON")
@@ -253,6 +343,26 @@ def _add_dead_commands(sub: Any) -> None:
     dead.choices["list"].add_argument("--json", action="store_true")
     dead.choices["retry"].add_argument("ids", nargs="*", type=text)
     dead.choices["retry"].add_argument("--all", action="store_true", help="every dead job")
+    dead.choices["retry"].add_argument("--error-group", type=text, help="an error group's fingerprint (errors list)")
+
+
+def _add_operations_commands(sub: Any) -> None:
+    errors = sub.add_parser("errors", help="error groups").add_subparsers(dest="errors_command", required=True)
+    listing = errors.add_parser("list", help="failures grouped by fingerprint")
+    listing.add_argument("--days", type=bounded(int, 1, 365, "a whole number"), default=7)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(run=cmd_errors_list)
+    queues = sub.add_parser("queues", help="pause and resume queues").add_subparsers(
+        dest="queues_command", required=True
+    )
+    queues.add_parser("list", help="the paused queues").set_defaults(run=cmd_queues)
+    for name, help_text in (("pause", "workers finish what they hold and take nothing new"), ("resume", "")):
+        command = queues.add_parser(name, help=help_text or None)
+        command.add_argument("queue", type=text)
+        command.set_defaults(run=cmd_queues)
+    purge = sub.add_parser("purge", help="delete succeeded and cancelled records; dead letters stay")
+    purge.add_argument("--older-than-days", type=bounded(int, 1, 36500, "a whole number"), required=True)
+    purge.set_defaults(run=cmd_purge)
 
 
 def run(

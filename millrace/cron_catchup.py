@@ -12,6 +12,7 @@ from arq.cron import next_cron
 from millrace import dispatch, store
 from millrace.declare import CronDefinition, CronSchedule
 from millrace.runtime import WorkerRuntime
+from millrace.store.cron import DeclaredSchedule
 
 log = structlog.get_logger(__name__)
 
@@ -22,6 +23,21 @@ _MAX_STEPS = 100_000
 
 def arq_cron_name(definition: CronDefinition[Any]) -> str:
     return f"cron:{definition.name}"
+
+
+def declared(definition: CronDefinition[Any]) -> DeclaredSchedule:
+    """A schedule as the cron ledger reads it back (schedule_of)."""
+    fields = {
+        name: sorted(value) if isinstance(value, set) else value
+        for name, value in definition.schedule.arq_fields().items()
+        if name != "microsecond"
+    }
+    return DeclaredSchedule(name=definition.name, queue=definition.queue.name, fields=fields, missed=definition.missed)
+
+
+def schedule_of(declared: DeclaredSchedule) -> CronSchedule:
+    fields = {name: set(value) if isinstance(value, list) else value for name, value in declared.fields.items()}
+    return CronSchedule(**fields)
 
 
 def next_tick(schedule: CronSchedule, after: datetime) -> datetime:

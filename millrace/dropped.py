@@ -24,6 +24,7 @@ from arq.constants import result_key_prefix
 
 from millrace import dispatch, payload, store
 from millrace.outages import OUTAGES
+from millrace.pause import QueuePause
 from millrace.queues import redis_queue_key
 from millrace.store.pool import Pool
 
@@ -40,8 +41,11 @@ _ARQ_FINISH_POLLS = 100
 class DroppedJobs:
     """One per worker process: built with its arq settings, attached to its pool at start-up."""
 
-    def __init__(self, queue: str) -> None:
+    def __init__(self, queue: str, pause: QueuePause | None = None) -> None:
         self._queue = queue
+        # a job sent back again and again while its queue is paused may run out of arq's tries: that is
+        # no reason to end it, and it is pushed again like one whose payload Redis lost
+        self._pause = pause or QueuePause()
         self._pool: Pool | None = None
         self._redis: ArqRedis | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -79,7 +83,8 @@ class DroppedJobs:
         delay_s = 0.1
         while True:
             try:
-                if _TRIED_TOO_OFTEN not in reason and await self._push_again(arq_job_id, record_id):
+                push_again = _TRIED_TOO_OFTEN not in reason or self._pause.paused
+                if push_again and await self._push_again(arq_job_id, record_id):
                     return
                 async with self._pool.acquire() as conn:
                     await store.jobs.mark_dropped(

@@ -20,7 +20,7 @@ from typing import Any
 import arq.worker
 import structlog
 
-from millrace import admission, payload, store
+from millrace import admission, payload, store, tracing
 from millrace.admission import CLAIM_POSTPONE_S, RATE_LIMIT_MAX_WAIT_S, ReservedSlot
 from millrace.context import JobContext
 from millrace.declare import CronDefinition, JobDefinition
@@ -32,7 +32,9 @@ from millrace.errors import (
     LeaseLost,
     RetryAfter,
 )
+from millrace.fingerprints import fingerprint
 from millrace.outages import OUTAGES
+from millrace.pause import hold_if_paused
 from millrace.records import (
     FINAL_STATUSES,
     AttemptFinished,
@@ -130,7 +132,8 @@ def job_handler(definition: JobDefinition[Any, Any]) -> Callable[..., Awaitable[
             return
 
         async def body(job_ctx: JobContext[Any]) -> None:
-            await definition.run(job_ctx, definition.ref.validate(parsed.args))
+            with tracing.consuming(job_ctx, parsed.trace_context):
+                await definition.run(job_ctx, definition.ref.validate(parsed.args))
 
         on_dead = definition.on_dead
 
@@ -148,6 +151,7 @@ def job_handler(definition: JobDefinition[Any, Any]) -> Callable[..., Awaitable[
             args=parsed.args,
         )
         runtime, limit = arq_job.runtime, definition.rate_limit
+        hold_if_paused(runtime.pause)
         async with admission.places(runtime.jobs.redis, definition.caps, parsed.record_id, runtime.worker_name):
             slot = None if limit is None else await admission.reserve_slot(runtime.jobs.redis, limit, parsed.args)
             await run_attempt(arq_job.runtime, intent, plan, slot=slot)
@@ -162,6 +166,7 @@ def cron_handler(definition: CronDefinition[Any]) -> Callable[..., Awaitable[Non
     async def handle(ctx: dict[str, Any]) -> None:
         arq_job = arq_job_of(ctx)
         runtime = arq_job.runtime
+        hold_if_paused(runtime.pause)
         try:
             tick_at = tick_of(arq_job.job_id)
         except (ValueError, OverflowError, OSError):  # an id arq's scheduler never writes: planted by hand
@@ -181,9 +186,12 @@ def cron_handler(definition: CronDefinition[Any]) -> Callable[..., Awaitable[Non
             tick_at=tick_at,
             args={"tick_at": tick_at.isoformat()},
         )
-        await run_attempt(
-            runtime, intent, Plan(body=definition.run, policy=definition.retry, timeout_s=definition.timeout_s)
-        )
+
+        async def body(job_ctx: JobContext[Any]) -> None:
+            with tracing.consuming(job_ctx, None):  # a cron run starts a trace of its own
+                await definition.run(job_ctx)
+
+        await run_attempt(runtime, intent, Plan(body=body, policy=definition.retry, timeout_s=definition.timeout_s))
 
     handle.__qualname__ = definition.name
     return handle
@@ -408,6 +416,7 @@ def _finished_event(
         error_message=None if error is None else str(error) or repr(error),
         traceback=None if error is None else "".join(traceback.format_exception(error)),
         retry_at=None if retry_in_s is None else now + timedelta(seconds=retry_in_s),
+        fingerprint=None if error is None else fingerprint(attempt.intent.function, error),
     )
 
 

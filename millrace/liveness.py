@@ -28,6 +28,7 @@ from arq.connections import ArqRedis
 
 from millrace import dispatch, payload, store
 from millrace.outages import OUTAGES
+from millrace.pause import QueuePause
 from millrace.store.workers import WORKER_LOCK_CLASS, WorkerRow
 
 log = structlog.get_logger(__name__)
@@ -54,8 +55,10 @@ class Liveness:
         jobs_done: Callable[[], int],
         in_progress_timeout_s: float,
         claim_patience_s: float,
+        pause: QueuePause | None = None,
     ) -> None:
         self._dsn = dsn
+        self._pause = pause or QueuePause()
         self._redis = redis
         self._row = WorkerRow(
             id=worker_id,
@@ -86,6 +89,7 @@ class Liveness:
         await self._connect()
         assert self._conn is not None
         await store.workers.register(self._conn, self._row)
+        self._pause.heard(await store.queues.is_paused(self._conn, self._row.queue))
         self._healthy_since = time.monotonic()
         self._task = asyncio.create_task(self._run(), name="millrace-heartbeat")
 
@@ -112,8 +116,14 @@ class Liveness:
             self._healthy_since = now
         judge = now - self._healthy_since >= self._judge_after_s
         beat = await store.workers.beat(
-            self._conn, self._row.id, running=self._running(), jobs_done=self._jobs_done(), reap=judge
+            self._conn,
+            self._row.id,
+            queue=self._row.queue,
+            running=self._running(),
+            jobs_done=self._jobs_done(),
+            reap=judge,
         )
+        self._pause.heard(beat.paused)
         if not beat.registered:  # pruned while away: be known again
             await store.workers.register(self._conn, self._row)
         if beat.declared_dead:

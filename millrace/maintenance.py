@@ -25,7 +25,8 @@ class PruneJobRecordsArgs(JobArgs):
 
 
 async def prune_job_records(pool: Pool, cutoff: datetime) -> int:
-    """Delete succeeded and cancelled records finished before `cutoff`; dead letters stay. Returns how many.
+    """Delete succeeded and cancelled records finished before `cutoff`, and fold the stats of that time;
+    dead letters stay. Returns how many records.
 
     In batches, each its own short transaction: one long delete would hold locks the workers need.
     """
@@ -35,7 +36,10 @@ async def prune_job_records(pool: Pool, cutoff: datetime) -> int:
             deleted = await store.jobs.delete_finished_before(conn, cutoff)
         total += deleted
         if deleted == 0:
-            log.info("job_records_pruned", deleted=total, cutoff=cutoff.isoformat())
+            # the per-minute stats of that time are folded into their totals (the metrics never go down)
+            async with pool.acquire() as conn:
+                folded = await store.insights.fold_stats_before(conn, cutoff)
+            log.info("job_records_pruned", deleted=total, stats_folded=folded, cutoff=cutoff.isoformat())
             return total
 
 

@@ -34,6 +34,8 @@ class NewJob:
     enqueued_at: datetime
     #: the fan-out group it is a child of (JobClient.enqueue_group)
     group_id: str | None = None
+    #: the W3C trace context it was enqueued under (millrace.tracing); None when nothing traced it
+    trace_context: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,6 +59,10 @@ class JobRecord:
     last_error: str | None
     #: how far the job came, as its body last reported it; None if it never did
     progress: Progress | None = None
+    #: the error group of its last failure (millrace.fingerprints)
+    last_fingerprint: str | None = None
+    #: the id of the trace it was enqueued in (32 hex digits), to look it up in the tracing backend
+    trace_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,6 +142,8 @@ class AttemptFinished:
     error_message: str | None = None
     traceback: str | None = None
     retry_at: datetime | None = None
+    #: the failure's error group (millrace.fingerprints)
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,6 +164,7 @@ class OutboxEntry:
     attempt_base: int
     run_at: datetime | None
     enqueued_at: datetime
+    trace_context: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar
 from arq.connections import ArqRedis
 
 from millrace.client import JobClient
+from millrace.pause import QueuePause
 from millrace.progress import ProgressWriter
 from millrace.queues import Queue
 from millrace.recorder import RecordWriter
@@ -47,6 +48,8 @@ class WorkerRuntime(Generic[S]):
     running: dict[asyncio.Task[Any], RunningAttempt] = field(default_factory=dict)
     #: job ids running now: a second copy of one of them is not even claimed
     running_ids: set[str] = field(default_factory=set)
+    #: whether the queue is paused, as the heartbeat last heard
+    pause: QueuePause = field(default_factory=QueuePause)
 
 
 def runtime_of(ctx: dict[str, Any]) -> WorkerRuntime[Any]:

@@ -26,6 +26,8 @@ from millrace.declare import CronDefinition, JobDefinition
 from millrace.dropped import DroppedJobs
 from millrace.liveness import Liveness
 from millrace.logs import LogFormat, configure_logging
+from millrace.outages import OUTAGES
+from millrace.pause import QueuePause
 from millrace.progress import ProgressWriter
 from millrace.queues import Queue
 from millrace.reconcile import Reconciler
@@ -113,13 +115,14 @@ def worker_settings(
     cron_jobs = [_arq_cron(c) for c in crons]
     known = {f.name for f in functions} | {c.name for c in cron_jobs}
 
-    dropped = DroppedJobs(queue.name)
+    pause = QueuePause()
+    dropped = DroppedJobs(queue.name, pause)
     # arq's own rule: a started job's mark lives as long as the longest timeout of the class, plus 10 s
     timeouts = [f.timeout_s or 0 for f in functions] + [c.timeout_s or 0 for c in cron_jobs]
     in_progress_timeout_s = max(timeouts) + 10
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        await _start_runtime(ctx, queue, config, services, crons, dropped, in_progress_timeout_s)
+        await _start_runtime(ctx, queue, config, services, crons, dropped, pause, in_progress_timeout_s)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         stack: AsyncExitStack | None = ctx.pop(_STACK_KEY, None)
@@ -181,6 +184,7 @@ async def _start_runtime(
     services: ServicesFactory[S],
     crons: Sequence[CronDefinition[S]],
     dropped: DroppedJobs,
+    pause: QueuePause,
     in_progress_timeout_s: float,
 ) -> None:
     # logging is set up here, not at import: the arq command configures stdlib logging after importing us
@@ -209,6 +213,7 @@ async def _start_runtime(
         jobs_done=lambda: records.finishes_written,
         in_progress_timeout_s=in_progress_timeout_s,
         claim_patience_s=admission.RATE_LIMIT_MAX_WAIT_S + execution.CLAIM_PATIENCE_S,
+        pause=pause,
     )
     await liveness.start()
     # The stack unwinds backwards: the record writer writes the last hand-backs, then the worker is
@@ -237,8 +242,14 @@ async def _start_runtime(
         recheck_held_s=config.silent_after_s,
         running=running,
         running_ids=running_ids,
+        pause=pause,
     )
     ctx[RUNTIME_KEY] = runtime
+    if crons:  # what the dashboard's cron ledger reads; a worker that cannot write it still runs
+        try:
+            await store.cron.declare_schedules(pool, [cron_catchup.declared(c) for c in crons])
+        except OUTAGES as error:
+            log.warning("cron_schedules_not_declared", error=repr(error))
     await cron_catchup.catch_up(runtime, crons, datetime.now(UTC))
     log.info("worker_started", queue=queue.name, worker=runtime.worker_name, concurrency=config.concurrency_of(queue))
 

@@ -10,7 +10,7 @@ export PORT="${WEB_PORT:-8000}"
 # a webhook secret for the demo's signed payment events; set your provider's in .env
 export WEBHOOK_SECRETS="${WEBHOOK_SECRETS:-{\"stripe\": [\"whsec_demo_only\"]\}}"
 
-# the status page and the API docs ask for the operator's password: a fresh one each run, unless .env sets a hash
+# the dashboard, the metrics and the API docs ask for the operator's password: a fresh one each run, unless .env sets a hash
 if [ -z "${OPERATOR_PASSWORD_HASH:-}" ]; then
   # one interpreter makes both, so the password never sits in a command line that `ps` shows
   read -r OPERATOR_PASSWORD OPERATOR_PASSWORD_HASH < <("$BIN/python" -c \
@@ -25,13 +25,15 @@ if [ -z "${DOWNLOAD_LINK_SECRET:-}" ]; then
   export DOWNLOAD_LINK_SECRET
 fi
 export PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://127.0.0.1:$PORT}"
+# development: the dashboard's cookie travels over plain HTTP on this machine; production sets its own
+export ENVIRONMENT="${ENVIRONMENT:-development}"
 
 "$BIN/python" scripts/services.py --database-url "$DATABASE_URL" --redis-url "$REDIS_URL" --create-database
 "$BIN/millrace" migrate
 
-echo "Millrace: status page on http://127.0.0.1:$PORT/status/ and API docs on /docs," \
-  "as user operator, password ${OPERATOR_PASSWORD:-(the one your OPERATOR_PASSWORD_HASH is of)};" \
-  "demo emails land in ${EML_DIR:-var/outbox-mail}/"
+echo "Millrace: dashboard on http://127.0.0.1:$PORT/admin/ (user operator, password" \
+  "${OPERATOR_PASSWORD:-the one your OPERATOR_PASSWORD_HASH is of}); metrics on /metrics, API docs on /docs" \
+  "(same login); demo emails land in ${EML_DIR:-var/outbox-mail}/"
 # the demo load signs up a few users through the web app once it answers; Ctrl-C stops everything
 "$BIN/python" -m scripts.demo_load --count "${DEMO_USERS:-10}" --interval 1 &
 demo=$!

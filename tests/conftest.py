@@ -27,6 +27,9 @@ from tests.servers import PrivatePostgres
 # Admin connection: tests create and drop their own databases through it.
 ADMIN_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_SERVER_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+# Tests run the web app as development does (a plain-HTTP dashboard cookie; no operator login needed to
+# start); the processes they start inherit it. The production refusal has a test of its own.
+os.environ.setdefault("ENVIRONMENT", "development")
 _CLAIM_KEY = "millrace:test-claim"
 
 

@@ -12,7 +12,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 import db.billing
 import db.users
@@ -23,10 +22,11 @@ from producers.emails import enqueue_admin_email, enqueue_password_reset_email, 
 from producers.integrations import enqueue_crm_sync
 from settings import Settings
 from web import documents, files, imports, notifications, quotations, reports, webhooks
-from web.auth import CurrentUser, new_token, only_self, operator, operator_login_ok
+from web.auth import CurrentUser, OperatorOnly, new_token, only_self, operator
 from web.errors import Problem, answers, on_database_away, on_storage_away, on_validation_error
 from web.fields import Email, Line, PathId, only_query
 from web.limits import BodySizeLimit
+from web.operations import mount_operations
 from web.state import AppState, state_of
 
 TRIAL = timedelta(days=14)
@@ -179,6 +179,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.add_api_route("/docs", api_docs, methods=["GET"], include_in_schema=False, dependencies=operator_only)
     app.mount("/status", OperatorOnly(millrace.status.router(lambda request: state_of(request).pool), settings))
+    mount_operations(app, settings)
     return app
 
 
@@ -245,27 +246,13 @@ async def api_docs() -> HTMLResponse:
     return get_swagger_ui_html(openapi_url="/openapi.json", title="Millrace demo API")
 
 
-class OperatorOnly:
-    """An ASGI app (the runtime's status page) behind the operator's login."""
-
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        self._app = app
-        configured = settings.operator_password_hash
-        self._hash = None if configured is None else configured.get_secret_value()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        authorization = dict(scope.get("headers", [])).get(b"authorization", b"").decode("latin-1")
-        if scope["type"] == "http" and not await operator_login_ok(self._hash, authorization):
-            refused = JSONResponse(
-                {"detail": "operator login needed"}, 401, headers={"WWW-Authenticate": 'Basic realm="operator"'}
-            )
-            await refused(scope, receive, send)
-            return
-        await self._app(scope, receive, send)
-
-
 def app_from_environment() -> FastAPI:
     """`uvicorn --factory web.app:app_from_environment`: the web process's entry point."""
     settings = Settings()
     configure_logging(settings.log_format, settings.log_level)
+    if settings.operator_password_hash is None and settings.environment != "development":
+        raise SystemExit(
+            "OPERATOR_PASSWORD_HASH is not set: outside development the web app does not start without the "
+            "operator's login (ENVIRONMENT=development runs it with the dashboard closed)"
+        )
     return create_app(settings)

@@ -16,9 +16,12 @@ from typing import Annotated
 import anyio.to_thread
 import argon2
 from fastapi import Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import db.users
+from settings import Settings
 from web.state import state_of
 
 OPERATOR = "operator"
@@ -86,3 +89,22 @@ async def operator(request: Request, _: Annotated[HTTPBasicCredentials | None, D
     password_hash = None if configured is None else configured.get_secret_value()
     if not await operator_login_ok(password_hash, request.headers.get("authorization")):
         raise HTTPException(401, "operator login needed", headers={"WWW-Authenticate": 'Basic realm="operator"'})
+
+
+class OperatorOnly:
+    """An ASGI app (the runtime's status page) behind the operator's login."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self._app = app
+        configured = settings.operator_password_hash
+        self._hash = None if configured is None else configured.get_secret_value()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        authorization = dict(scope.get("headers", [])).get(b"authorization", b"").decode("latin-1")
+        if scope["type"] == "http" and not await operator_login_ok(self._hash, authorization):
+            refused = JSONResponse(
+                {"detail": "operator login needed"}, 401, headers={"WWW-Authenticate": 'Basic realm="operator"'}
+            )
+            await refused(scope, receive, send)
+            return
+        await self._app(scope, receive, send)

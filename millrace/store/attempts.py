@@ -22,6 +22,7 @@ from millrace.records import (
     JobStatus,
     Progress,
 )
+from millrace.stats import ZERO_SQL, added_sql, cumulative_sql
 from millrace.store.pool import Executor
 from millrace.store.workers import LIVE_WORKER_SQL
 from millrace.text import storable_text
@@ -44,7 +45,23 @@ WITH c AS (
        -- the holder died before the reaper saw it: take the job over now
        OR (j.status = 'in_progress' AND NOT EXISTS (
                SELECT 1 FROM millrace_workers w WHERE w.id = j.worker AND {LIVE_WORKER_SQL}))
-    RETURNING j.id, j.attempts, j.counted_attempts, j.lease, j.worker
+    RETURNING j.id, j.queue, j.function, j.attempts, j.counted_attempts, j.lease, j.worker
+), due AS (
+    -- when each job was due, read before the claim: the snapshot every step of one statement shares
+    SELECT j.id, coalesce(j.run_at, j.enqueued_at) AS due_at FROM millrace_jobs j JOIN c ON c.id = j.id
+), started AS (
+    INSERT INTO millrace_stats AS s (queue, function, minute, started, first_started, wait_le, wait_sum_s,
+                                     duration_le)
+    SELECT claimed.queue, claimed.function, date_trunc('minute', now()), count(*),
+           count(*) FILTER (WHERE claimed.attempts = 1), {cumulative_sql("w.s")}, sum(w.s), {ZERO_SQL}
+    FROM claimed JOIN c ON c.id = claimed.id LEFT JOIN due ON due.id = claimed.id
+        CROSS JOIN LATERAL (
+            SELECT greatest(0, extract(epoch FROM now() - coalesce(due.due_at, c.enqueued_at)))::float8 AS s) w
+    GROUP BY claimed.queue, claimed.function
+    ORDER BY claimed.queue, claimed.function  -- every writer locks the rows in one order: no deadlock
+    ON CONFLICT (queue, function, minute) DO UPDATE SET started = s.started + EXCLUDED.started,
+        first_started = s.first_started + EXCLUDED.first_started,
+        wait_le = {added_sql("s.wait_le", "EXCLUDED.wait_le")}, wait_sum_s = s.wait_sum_s + EXCLUDED.wait_sum_s
 ), lost AS (
     -- an earlier attempt still open had its worker die under it
     UPDATE millrace_job_attempts a SET outcome = 'lost'
@@ -57,12 +74,12 @@ WITH c AS (
 SELECT id, attempts, counted_attempts, lease FROM claimed
 """
 
-_FINISH = """
+_FINISH = f"""
 WITH f AS (
     SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[],
-                         $7::float8[], $8::text[], $9::text[], $10::text[], $11::timestamptz[])
+                         $7::float8[], $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::text[])
         AS f(job_id, attempt, lease, outcome, status, finished_at, duration_ms,
-             error_type, error_message, traceback, retry_at)
+             error_type, error_message, traceback, retry_at, fingerprint)
 ), held AS (
     UPDATE millrace_jobs j SET
         status = f.status,
@@ -70,9 +87,24 @@ WITH f AS (
         run_at = f.retry_at,
         last_error_type = coalesce(f.error_type, j.last_error_type),
         last_error = coalesce(f.error_message, j.last_error),
+        last_fingerprint = coalesce(f.fingerprint, j.last_fingerprint),
         updated_at = now()
     FROM f WHERE j.id = f.job_id AND j.lease = f.lease AND j.status = 'in_progress'
-    RETURNING j.id, j.group_id, j.status
+    RETURNING j.id, j.group_id, j.status, j.queue, j.function
+), finished AS (
+    INSERT INTO millrace_stats AS s (queue, function, minute, wait_le, succeeded, retried, dead, duration_le,
+                                     duration_sum_s)
+    SELECT held.queue, held.function, date_trunc('minute', f.finished_at), {ZERO_SQL},
+           count(*) FILTER (WHERE f.outcome = 'succeeded'), count(*) FILTER (WHERE f.outcome = 'retrying'),
+           count(*) FILTER (WHERE f.outcome = 'dead'), {cumulative_sql("f.duration_ms / 1000")},
+           sum(f.duration_ms / 1000)
+    FROM held JOIN f ON f.job_id = held.id
+    GROUP BY held.queue, held.function, date_trunc('minute', f.finished_at)
+    ORDER BY 1, 2, 3  -- every writer locks the rows in one order: no deadlock
+    ON CONFLICT (queue, function, minute) DO UPDATE SET succeeded = s.succeeded + EXCLUDED.succeeded,
+        retried = s.retried + EXCLUDED.retried, dead = s.dead + EXCLUDED.dead,
+        duration_le = {added_sql("s.duration_le", "EXCLUDED.duration_le")},
+        duration_sum_s = s.duration_sum_s + EXCLUDED.duration_sum_s
 ), attempts AS (
     UPDATE millrace_job_attempts a SET
         finished_at = f.finished_at, duration_ms = f.duration_ms,
@@ -81,7 +113,7 @@ WITH f AS (
         error_message = CASE WHEN held.id IS NULL
             THEN 'finished (' || f.outcome || ') after the job was handed to another worker; discarded'
             ELSE f.error_message END,
-        traceback = f.traceback
+        traceback = f.traceback, fingerprint = f.fingerprint
     FROM f LEFT JOIN held ON held.id = f.job_id
     WHERE a.job_id = f.job_id AND a.attempt = f.attempt
 )
@@ -173,6 +205,7 @@ def _finish_columns(finishes: Sequence[AttemptFinished]) -> list[list[Any]]:
         [storable_text(f.error_message, 4000) for f in finishes],
         [storable_text(f.traceback, 20000) for f in finishes],
         [f.retry_at for f in finishes],
+        [f.fingerprint for f in finishes],
     ]
 
 

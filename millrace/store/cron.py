@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from millrace.records import FINAL_STATUSES
 from millrace.store.pool import Executor
@@ -35,3 +38,31 @@ async def claim_tick(conn: Executor, name: str, tick_at: datetime, job_id: str) 
 async def find_last_tick(conn: Executor, name: str) -> datetime | None:
     value: datetime | None = await conn.fetchval("SELECT max(tick_at) FROM millrace_cron_ticks WHERE name = $1", name)
     return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeclaredSchedule:
+    name: str
+    queue: str
+    #: CronSchedule's fields, sets as sorted lists
+    fields: dict[str, Any]
+    missed: str
+
+
+async def declare_schedules(conn: Executor, schedules: Sequence[DeclaredSchedule]) -> None:
+    """Record the schedules a worker runs (the latest start's word wins)."""
+    await conn.execute(
+        """INSERT INTO millrace_cron_schedules (name, queue, fields, missed)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[])
+           ON CONFLICT (name) DO UPDATE SET queue = EXCLUDED.queue, fields = EXCLUDED.fields,
+               missed = EXCLUDED.missed, declared_at = now()""",
+        [s.name for s in schedules],
+        [s.queue for s in schedules],
+        [s.fields for s in schedules],
+        [s.missed for s in schedules],
+    )
+
+
+async def declared_schedules(conn: Executor) -> list[DeclaredSchedule]:
+    rows = await conn.fetch("SELECT name, queue, fields, missed FROM millrace_cron_schedules ORDER BY name")
+    return [DeclaredSchedule(**dict(r)) for r in rows]

@@ -24,20 +24,22 @@ from millrace.text import storable_text
 #: the pending rule in SQL, from the one list of pending statuses; the key index's predicate must match it
 PENDING_SQL = "status IN (" + ", ".join(f"'{s}'" for s in PENDING_STATUSES) + ")"
 
-#: new jobs as rows named `new`, from `new_job_columns()` as $1..$8
+#: new jobs as rows named `new`, from `new_job_columns()` as $1..$9
 NEW_JOBS = """new AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::timestamptz[],
-                         $7::timestamptz[], $8::text[])
-        AS n(id, queue, function, args, job_key, run_at, enqueued_at, group_id))"""
+                         $7::timestamptz[], $8::text[], $9::jsonb[])
+        AS n(id, queue, function, args, job_key, run_at, enqueued_at, group_id, trace_context))"""
 
 #: insert the rows of `new`, none whose job key a pending job holds; returns what an outbox row needs
 INSERT_NEW_JOBS = f"""
-    INSERT INTO millrace_jobs (id, queue, function, args, job_key, status, run_at, enqueued_at, group_id)
+    INSERT INTO millrace_jobs (id, queue, function, args, job_key, status, run_at, enqueued_at, group_id,
+                               trace_context)
     SELECT id, queue, function, args, job_key,
-           CASE WHEN run_at > enqueued_at THEN 'deferred' ELSE 'queued' END, run_at, enqueued_at, group_id
+           CASE WHEN run_at > enqueued_at THEN 'deferred' ELSE 'queued' END, run_at, enqueued_at, group_id,
+           trace_context
     FROM new
     ON CONFLICT (job_key) WHERE job_key IS NOT NULL AND {PENDING_SQL} DO NOTHING
-    RETURNING id, queue, function, args, attempt_base, run_at, enqueued_at"""
+    RETURNING id, queue, function, args, attempt_base, run_at, enqueued_at, trace_context"""
 
 
 def new_job_columns(jobs: Sequence[NewJob]) -> list[list[Any]]:
@@ -50,15 +52,17 @@ def new_job_columns(jobs: Sequence[NewJob]) -> list[list[Any]]:
         [j.run_at for j in jobs],
         [j.enqueued_at for j in jobs],
         [j.group_id for j in jobs],
+        [j.trace_context for j in jobs],
     ]
 
 
-_JOB_COLUMNS = """id, queue, function, args, job_key, status, attempts, counted_attempts, attempt_base, run_at,
+JOB_COLUMNS = """id, queue, function, args, job_key, status, attempts, counted_attempts, attempt_base, run_at,
     enqueued_at, started_at, finished_at, worker, last_error_type, last_error,
-    progress_done, progress_total, progress_message, progress_at"""
+    progress_done, progress_total, progress_message, progress_at,
+    substring(trace_context->>'traceparent' FROM '^[0-9a-f]{2}-([0-9a-f]{32})-') AS trace_id, last_fingerprint"""
 
 
-def _job(row: asyncpg.Record) -> JobRecord:
+def job_from_row(row: asyncpg.Record | dict[str, Any]) -> JobRecord:
     columns = dict(row)
     done, total, message, at = (columns.pop(f"progress_{part}") for part in ("done", "total", "message", "at"))
     progress = None if at is None else Progress(done=done, total=total, message=message, at=at)
@@ -66,8 +70,8 @@ def _job(row: asyncpg.Record) -> JobRecord:
 
 
 async def find_job(conn: Executor, job_id: str) -> JobRecord | None:
-    row = await conn.fetchrow(f"SELECT {_JOB_COLUMNS} FROM millrace_jobs WHERE id = $1", job_id)
-    return None if row is None else _job(row)
+    row = await conn.fetchrow(f"SELECT {JOB_COLUMNS} FROM millrace_jobs WHERE id = $1", job_id)
+    return None if row is None else job_from_row(row)
 
 
 async def get_job(conn: Executor, job_id: str) -> JobRecord:
@@ -87,7 +91,7 @@ async def list_jobs(
     limit: int = 50,
 ) -> list[JobRecord]:
     rows = await conn.fetch(
-        f"""SELECT {_JOB_COLUMNS} FROM millrace_jobs
+        f"""SELECT {JOB_COLUMNS} FROM millrace_jobs
             WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR queue = $2)
               AND ($3::text IS NULL OR function = $3) AND ($4::text IS NULL OR last_error_type = $4)
             ORDER BY enqueued_at DESC, id LIMIT $5""",
@@ -97,7 +101,7 @@ async def list_jobs(
         error_type,
         limit,
     )
-    return [_job(r) for r in rows]
+    return [job_from_row(r) for r in rows]
 
 
 async def list_attempts(conn: Executor, job_id: str) -> list[AttemptRecord]:
@@ -151,10 +155,10 @@ async def mark_cancelled(conn: Executor, job_id: str) -> JobRecord | None:
     """
     row = await conn.fetchrow(
         f"""UPDATE millrace_jobs SET status = 'cancelled', finished_at = now(), run_at = NULL, updated_at = now()
-            WHERE id = $1 AND {PENDING_SQL} RETURNING {_JOB_COLUMNS}""",
+            WHERE id = $1 AND {PENDING_SQL} RETURNING {JOB_COLUMNS}""",
         job_id,
     )
-    return None if row is None else _job(row)
+    return None if row is None else job_from_row(row)
 
 
 async def mark_dead_requeued(conn: Executor, job_ids: Sequence[str]) -> list[OutboxEntry]:
@@ -163,7 +167,7 @@ async def mark_dead_requeued(conn: Executor, job_ids: Sequence[str]) -> list[Out
         """UPDATE millrace_jobs SET status = 'queued', attempt_base = attempts, counted_attempts = 0, run_at = NULL,
                   finished_at = NULL, job_key = NULL, updated_at = now()
            WHERE id = ANY($1::text[]) AND status = 'dead'
-           RETURNING id AS job_id, queue, function, args, attempt_base, run_at, now() AS enqueued_at""",
+           RETURNING id AS job_id, queue, function, args, attempt_base, run_at, now() AS enqueued_at, trace_context""",
         list(job_ids),
     )
     return [OutboxEntry(**dict(r)) for r in rows]
@@ -211,7 +215,7 @@ async def mark_dropped(conn: Executor, *, job_id: str, queue: str, function: str
     return bool(marked)
 
 
-_PENDING_ENTRY = "id AS job_id, queue, function, args, attempt_base, run_at, enqueued_at"
+_PENDING_ENTRY = "id AS job_id, queue, function, args, attempt_base, run_at, enqueued_at, trace_context"
 
 
 async def list_pending_quiet_since(

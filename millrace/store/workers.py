@@ -68,6 +68,7 @@ WITH beat AS (
     SELECT id, queue, function, args, attempt_base, enqueued_at FROM orphaned
 )
 SELECT (SELECT count(*) FROM beat) AS beaten, (SELECT count(*) FROM dead) AS declared_dead,
+       EXISTS (SELECT 1 FROM millrace_queue_pauses p WHERE p.queue = $7) AS paused,
        id AS job_id, queue, function, args, attempt_base, enqueued_at
 FROM (SELECT 1) one LEFT JOIN handed ON true
 """
@@ -94,6 +95,8 @@ class Beat:
     declared_dead: int
     #: jobs taken from dead workers (or from this worker's lost claims), to put back in Redis
     reaped: list[OutboxEntry]
+    #: whether a person has paused this worker's queue (store.queues)
+    paused: bool = False
 
 
 async def register(conn: Executor, worker: WorkerRow) -> None:
@@ -110,10 +113,13 @@ async def register(conn: Executor, worker: WorkerRow) -> None:
     )
 
 
-async def beat(conn: Executor, worker_id: str, *, running: Collection[str], jobs_done: int, reap: bool) -> Beat:
-    """Beat `worker_id`'s heart (it runs the jobs `running` now); reap the dead's jobs if `reap`."""
+async def beat(
+    conn: Executor, worker_id: str, *, queue: str, running: Collection[str], jobs_done: int, reap: bool
+) -> Beat:
+    """Beat `worker_id`'s heart (it runs the jobs `running` now); reap the dead's jobs if `reap`; hear
+    whether `queue` is paused."""
     rows = await conn.fetch(
-        _BEAT_AND_REAP, worker_id, len(running), jobs_done, reap, list(running), ORPHANED_CLAIM_AGE_S
+        _BEAT_AND_REAP, worker_id, len(running), jobs_done, reap, list(running), ORPHANED_CLAIM_AGE_S, queue
     )
     reaped = [
         OutboxEntry(
@@ -128,7 +134,12 @@ async def beat(conn: Executor, worker_id: str, *, running: Collection[str], jobs
         for r in rows
         if r["job_id"] is not None
     ]
-    return Beat(registered=rows[0]["beaten"] > 0, declared_dead=rows[0]["declared_dead"], reaped=reaped)
+    return Beat(
+        registered=rows[0]["beaten"] > 0,
+        declared_dead=rows[0]["declared_dead"],
+        reaped=reaped,
+        paused=rows[0]["paused"],
+    )
 
 
 async def mark_stopped(conn: Executor, worker_id: str, reason: str) -> None:
