@@ -137,7 +137,7 @@ async def cmd_jobs_show(app: Application, args: argparse.Namespace) -> int:
 
 async def cmd_jobs_cancel(app: Application, args: argparse.Namespace) -> int:
     async with JobClient.open(redis_url=app.redis_url, database_url=app.database_url) as client:
-        outcome = await client.cancel(args.id)
+        outcome = await operations.cancel(client, args.id, actor=_actor())
     messages = {
         "cancelled": "cancelled",
         "running": "not cancelled: a worker is running it",
@@ -145,6 +145,18 @@ async def cmd_jobs_cancel(app: Application, args: argparse.Namespace) -> int:
     }
     print(f"{args.id}: {messages[outcome]}", file=sys.stdout if outcome == "cancelled" else sys.stderr)
     return 0 if outcome == "cancelled" else 1
+
+
+async def cmd_jobs_abort(app: Application, args: argparse.Namespace) -> int:
+    async with JobClient.open(redis_url=app.redis_url, database_url=app.database_url) as client:
+        outcome = await operations.abort(client, args.id, actor=_actor())
+    messages = {
+        "aborting": "abort asked for: its worker cancels it at its next heartbeat",
+        "cancelled": "it had not started: cancelled",
+        "not_pending": "not aborted: no running or pending job with this id",
+    }
+    print(f"{args.id}: {messages[outcome]}", file=sys.stderr if outcome == "not_pending" else sys.stdout)
+    return 1 if outcome == "not_pending" else 0
 
 
 async def cmd_dead_list(app: Application, args: argparse.Namespace) -> int:
@@ -330,6 +342,9 @@ def _add_jobs_commands(sub: Any) -> None:
     cancel = jobs.add_parser("cancel", help="cancel a job that has not started")
     cancel.add_argument("id", type=text)
     cancel.set_defaults(run=cmd_jobs_cancel)
+    abort = jobs.add_parser("abort", help="abort a running job (a pending one is cancelled)")
+    abort.add_argument("id", type=text)
+    abort.set_defaults(run=cmd_jobs_abort)
 
 
 def _add_dead_commands(sub: Any) -> None:

@@ -182,6 +182,19 @@ class JobClient:
             return "running"
         return "cancelled"
 
+    async def abort(self, job_id: str) -> Literal["aborting", "cancelled", "not_pending"]:
+        """Stop a job: a running one is aborted by its worker at its next heartbeat (within the worker's
+        `heartbeat_interval_s`), its body cancelled and the job `cancelled`; a pending one is cancelled now.
+        "not_pending" when it has finished already."""
+        for _ in range(3):  # it may start between the two looks (then abort it), or end (then say so)
+            async with self.pool.acquire() as conn:
+                if await store.jobs.request_abort(conn, job_id):
+                    return "aborting"
+            outcome = await self.cancel(job_id)
+            if outcome != "running":
+                return outcome
+        return "not_pending"  # it kept changing under us: only a retry loop of a job's own could do that
+
     async def retry_dead(self, job_ids: Sequence[str]) -> DeadRetried:
         """Give dead jobs a fresh budget of attempts; their records keep every earlier attempt.
 

@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -284,6 +284,8 @@ async def _run_and_record(
     runtime: WorkerRuntime[Any], attempt: Attempt, plan: Plan, slot: ReservedSlot | None
 ) -> float | None:
     started = time.perf_counter()
+    job_id = attempt.intent.record_id
+    runtime.abortable[job_id] = _current_task()
     try:
         if slot is not None:  # inside: a SIGTERM during the wait hands the job back like one during the body
             slot_passed_retry_in_s = await admission.keep_slot(runtime.jobs.redis, slot)
@@ -294,11 +296,18 @@ async def _run_and_record(
             started = time.perf_counter()
         error = await _run_body(runtime, attempt, plan)
     except asyncio.CancelledError:
+        if job_id in runtime.aborting:  # a person's abort, not a shutdown: the job ends here
+            _current_task().uncancel()
+            await _record_abort(runtime, attempt, started)
+            return None
         # The worker is shutting down: hand the job back, not counted, before arq frees it in Redis for
         # the next worker (whose claim would otherwise find it still held). Bounded: PostgreSQL may be away.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(_release(runtime, attempt, started)), RELEASE_WAIT_S)
         raise
+    finally:
+        del runtime.abortable[job_id]
+        runtime.aborting.discard(job_id)
     duration_ms = (time.perf_counter() - started) * 1000
     if isinstance(error, RetryAfter) and slot is not None:
         await admission.hold_off(runtime.jobs.redis, slot, error.delay_s)
@@ -312,6 +321,33 @@ async def _run_and_record(
         raise arq.worker.Retry(defer=None)
     _log_finished(outcome, duration_ms, error, retry_in_s)
     return retry_in_s
+
+
+def abort_running(abortable: dict[str, asyncio.Task[Any]], aborting: set[str], job_ids: Collection[str]) -> None:
+    """Cancel the attempts whose abort a person asked for (the heartbeat hears it); each ends `aborted`."""
+    for job_id in job_ids:
+        task = abortable.get(job_id)
+        if task is not None and job_id not in aborting:
+            aborting.add(job_id)
+            log.warning("job_aborting", job_id=job_id)
+            task.cancel()
+
+
+async def _record_abort(runtime: WorkerRuntime[Any], attempt: Attempt, started: float) -> None:
+    duration_ms = (time.perf_counter() - started) * 1000
+    aborted = dataclasses.replace(
+        _finished_event(attempt, "aborted", "cancelled", duration_ms, None, None),
+        error_type="Aborted",
+        error_message="aborted on a person's request while it ran",
+    )
+    held = await runtime.records.finish(aborted)
+    log.warning("job_aborted", duration_ms=round(duration_ms, 2), recorded=held)
+
+
+def _current_task() -> asyncio.Task[Any]:
+    task = asyncio.current_task()
+    assert task is not None
+    return task
 
 
 async def _release(

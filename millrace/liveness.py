@@ -56,6 +56,7 @@ class Liveness:
         in_progress_timeout_s: float,
         claim_patience_s: float,
         pause: QueuePause | None = None,
+        abort: Callable[[Collection[str]], None] = lambda job_ids: None,
     ) -> None:
         self._dsn = dsn
         self._pause = pause or QueuePause()
@@ -71,6 +72,7 @@ class Liveness:
             silent_after_s=silent_after_s,
         )
         self._running = running
+        self._abort = abort
         self._judge_after_s = min(silent_after_s, 2 * heartbeat_interval_s + 1)
         self._jobs_done = jobs_done
         # an in-progress mark older than this, on a job still pending, is no live worker's: a live one
@@ -124,6 +126,8 @@ class Liveness:
             reap=judge,
         )
         self._pause.heard(beat.paused)
+        if beat.aborts:
+            self._abort(beat.aborts)
         if not beat.registered:  # pruned while away: be known again
             await store.workers.register(self._conn, self._row)
         if beat.declared_dead:

@@ -154,6 +154,21 @@ async def cancel(jobs: JobClient, job_id: str, *, actor: str) -> Literal["cancel
     return outcome
 
 
+async def abort(jobs: JobClient, job_id: str, *, actor: str) -> Literal["aborting", "cancelled", "not_pending"]:
+    """Abort a running job (a pending one is cancelled instead); its worker hears at its next heartbeat."""
+    outcome = await jobs.abort(job_id)
+    async with jobs.pool.acquire() as conn:
+        await store.insights.add_audit(
+            conn,
+            actor=actor,
+            action="abort_job",
+            target=job_id,
+            affected=int(outcome != "not_pending"),
+            details={"outcome": outcome},
+        )
+    return outcome
+
+
 async def pause_queue(jobs: JobClient, queue: str, *, actor: str) -> bool:
     async with jobs.pool.acquire() as conn, conn.transaction():
         paused = await store.queues.pause(conn, queue, by=actor)

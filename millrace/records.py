@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 JobStatus = Literal["queued", "deferred", "in_progress", "retrying", "succeeded", "dead", "cancelled"]
-Outcome = Literal["succeeded", "retrying", "dead", "lost", "interrupted"]
+Outcome = Literal["succeeded", "retrying", "dead", "lost", "interrupted", "aborted"]
 #: a pending job has not started, or waits for its next attempt: it may be cancelled, and its job key is taken
 PENDING_STATUSES: tuple[JobStatus, ...] = ("queued", "deferred", "retrying")
 #: finished for good: nothing will run it again unless a person retries it
@@ -63,6 +63,8 @@ class JobRecord:
     last_fingerprint: str | None = None
     #: the id of the trace it was enqueued in (32 hex digits), to look it up in the tracing backend
     trace_id: str | None = None
+    #: when a person asked to abort it while it ran (JobClient.abort)
+    abort_requested_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -48,6 +48,10 @@ class WorkerRuntime(Generic[S]):
     running: dict[asyncio.Task[Any], RunningAttempt] = field(default_factory=dict)
     #: job ids running now: a second copy of one of them is not even claimed
     running_ids: set[str] = field(default_factory=set)
+    #: the attempts a person may abort now (their body, or the rate limit's wait before it), by job id
+    abortable: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
+    #: job ids among them whose abort was asked for and whose task is cancelled (execution.abort_running)
+    aborting: set[str] = field(default_factory=set)
     #: whether the queue is paused, as the heartbeat last heard
     pause: QueuePause = field(default_factory=QueuePause)
 

@@ -201,6 +201,8 @@ async def _start_runtime(
     name = worker_name(queue)
     running: dict[asyncio.Task[Any], RunningAttempt] = {}
     running_ids: set[str] = set()
+    abortable: dict[str, asyncio.Task[Any]] = {}
+    aborting: set[str] = set()
     records = RecordWriter(pool)
     liveness = Liveness(
         dsn=config.database_url,
@@ -214,6 +216,7 @@ async def _start_runtime(
         in_progress_timeout_s=in_progress_timeout_s,
         claim_patience_s=admission.RATE_LIMIT_MAX_WAIT_S + execution.CLAIM_PATIENCE_S,
         pause=pause,
+        abort=lambda job_ids: execution.abort_running(abortable, aborting, job_ids),
     )
     await liveness.start()
     # The stack unwinds backwards: the record writer writes the last hand-backs, then the worker is
@@ -242,6 +245,8 @@ async def _start_runtime(
         recheck_held_s=config.silent_after_s,
         running=running,
         running_ids=running_ids,
+        abortable=abortable,
+        aborting=aborting,
         pause=pause,
     )
     ctx[RUNTIME_KEY] = runtime

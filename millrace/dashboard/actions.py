@@ -110,6 +110,17 @@ async def cancel_job(dashboard: Dashboard, request: Request) -> Response:
     return dashboard.redirect(request, f"/jobs/{job_id}", messages[outcome])
 
 
+async def abort_job(dashboard: Dashboard, request: Request) -> Response:
+    job_id = _field(request, "job_id", 300)
+    outcome = await operations.abort(dashboard.jobs, job_id, actor=_actor(request))
+    messages = {
+        "aborting": "abort asked for: its worker cancels it at its next heartbeat",
+        "cancelled": "it had not started: it was cancelled",
+        "not_pending": "it has finished already: nothing to abort",
+    }
+    return dashboard.redirect(request, f"/jobs/{job_id}", messages[outcome])
+
+
 def _start_bulk(dashboard: Dashboard, request: Request, where: JobFilter, action: str) -> Response:
     actor = _actor(request)
     started: asyncio.Future[int] = asyncio.get_running_loop().create_future()

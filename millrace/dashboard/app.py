@@ -173,6 +173,7 @@ def dashboard_app(config: DashboardConfig) -> Starlette:
     acting: list[tuple[str, Handler]] = [
         ("/actions/retry-job", actions.retry_job),
         ("/actions/cancel-job", actions.cancel_job),
+        ("/actions/abort-job", actions.abort_job),
         ("/actions/retry-matching", actions.retry_matching),
         ("/actions/retry-group", actions.retry_group),
         ("/actions/pause", actions.pause),

@@ -82,9 +82,12 @@ WITH f AS (
              error_type, error_message, traceback, retry_at, fingerprint)
 ), held AS (
     UPDATE millrace_jobs j SET
-        status = f.status,
-        finished_at = CASE WHEN f.status IN ('succeeded', 'dead') THEN f.finished_at END,
-        run_at = f.retry_at,
+        -- a failure while an abort is asked for is not retried: the job ends cancelled
+        status = CASE WHEN f.status = 'retrying' AND j.abort_requested_at IS NOT NULL THEN 'cancelled'
+                      ELSE f.status END,
+        finished_at = CASE WHEN f.status IN ('succeeded', 'dead', 'cancelled') OR j.abort_requested_at IS NOT NULL
+                           THEN f.finished_at END,
+        run_at = CASE WHEN j.abort_requested_at IS NULL THEN f.retry_at END,
         last_error_type = coalesce(f.error_type, j.last_error_type),
         last_error = coalesce(f.error_message, j.last_error),
         last_fingerprint = coalesce(f.fingerprint, j.last_fingerprint),
@@ -127,7 +130,10 @@ WITH r AS (
                          $7::text[])
         AS r(job_id, attempt, lease, finished_at, duration_ms, error_type, error_message)
 ), held AS (
-    UPDATE millrace_jobs j SET status = 'queued', counted_attempts = j.counted_attempts - 1, lease = j.lease + 1,
+    -- a job whose abort was asked for is not handed back: it ends cancelled
+    UPDATE millrace_jobs j SET status = CASE WHEN j.abort_requested_at IS NULL THEN 'queued' ELSE 'cancelled' END,
+                               finished_at = CASE WHEN j.abort_requested_at IS NOT NULL THEN r.finished_at END,
+                               counted_attempts = j.counted_attempts - 1, lease = j.lease + 1,
                                run_at = NULL, updated_at = now()
     FROM r WHERE j.id = r.job_id AND j.lease = r.lease AND j.status = 'in_progress'
     RETURNING j.id

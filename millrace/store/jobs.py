@@ -59,7 +59,8 @@ def new_job_columns(jobs: Sequence[NewJob]) -> list[list[Any]]:
 JOB_COLUMNS = """id, queue, function, args, job_key, status, attempts, counted_attempts, attempt_base, run_at,
     enqueued_at, started_at, finished_at, worker, last_error_type, last_error,
     progress_done, progress_total, progress_message, progress_at,
-    substring(trace_context->>'traceparent' FROM '^[0-9a-f]{2}-([0-9a-f]{32})-') AS trace_id, last_fingerprint"""
+    substring(trace_context->>'traceparent' FROM '^[0-9a-f]{2}-([0-9a-f]{32})-') AS trace_id, last_fingerprint,
+    abort_requested_at"""
 
 
 def job_from_row(row: asyncpg.Record | dict[str, Any]) -> JobRecord:
@@ -161,11 +162,23 @@ async def mark_cancelled(conn: Executor, job_id: str) -> JobRecord | None:
     return None if row is None else job_from_row(row)
 
 
+async def request_abort(conn: Executor, job_id: str) -> bool:
+    """Ask the worker that runs the job to abort it (it hears at its next heartbeat); False when the job
+    is not running. The job ends `cancelled`, whatever its worker does next: the body is cancelled, and a
+    failure, a hand-back or the worker's death meanwhile ends it too."""
+    row = await conn.fetchrow(
+        """UPDATE millrace_jobs SET abort_requested_at = coalesce(abort_requested_at, now()), updated_at = now()
+           WHERE id = $1 AND status = 'in_progress' RETURNING id""",
+        job_id,
+    )
+    return row is not None
+
+
 async def mark_dead_requeued(conn: Executor, job_ids: Sequence[str]) -> list[OutboxEntry]:
     """Give dead jobs a fresh budget of attempts; their attempt history stays. Returns what to deliver."""
     rows = await conn.fetch(
         """UPDATE millrace_jobs SET status = 'queued', attempt_base = attempts, counted_attempts = 0, run_at = NULL,
-                  finished_at = NULL, job_key = NULL, updated_at = now()
+                  finished_at = NULL, job_key = NULL, abort_requested_at = NULL, updated_at = now()
            WHERE id = ANY($1::text[]) AND status = 'dead'
            RETURNING id AS job_id, queue, function, args, attempt_base, run_at, now() AS enqueued_at, trace_context""",
         list(job_ids),

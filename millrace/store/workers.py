@@ -10,7 +10,7 @@ instead of waiting out the whole silence.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from millrace.records import OutboxEntry
 from millrace.store.pool import Executor
@@ -42,13 +42,18 @@ WITH beat AS (
     WHERE $4 AND w.id <> $1 AND w.stopped_at IS NULL AND NOT {LIVE_WORKER_SQL}
     RETURNING w.id
 ), reaped AS (
-    UPDATE millrace_jobs j SET status = 'queued', lease = j.lease + 1, run_at = NULL, updated_at = now()
+    -- a job whose abort was asked for is not handed on: it ends cancelled
+    UPDATE millrace_jobs j SET status = CASE WHEN j.abort_requested_at IS NULL THEN 'queued' ELSE 'cancelled' END,
+                               finished_at = CASE WHEN j.abort_requested_at IS NOT NULL THEN now() END,
+                               lease = j.lease + 1, run_at = NULL, updated_at = now()
     WHERE $4 AND j.status = 'in_progress' AND j.worker IS DISTINCT FROM $1
       AND NOT EXISTS (SELECT 1 FROM millrace_workers w WHERE w.id = j.worker AND {LIVE_WORKER_SQL})
-    RETURNING j.id, j.queue, j.function, j.args, j.attempt_base, j.enqueued_at, j.attempts, j.worker
+    RETURNING j.id, j.queue, j.function, j.args, j.attempt_base, j.enqueued_at, j.attempts, j.worker, j.status
 ), lost AS (
     UPDATE millrace_job_attempts a SET outcome = 'lost', error_type = 'WorkerLost',
-        error_message = 'worker ' || coalesce(reaped.worker, '?') || ' went silent; the job was handed on'
+        error_message = 'worker ' || coalesce(reaped.worker, '?') || ' went silent; '
+            || CASE WHEN reaped.status = 'cancelled' THEN 'its abort was asked for, so the job is cancelled'
+                    ELSE 'the job was handed on' END
     FROM reaped WHERE a.job_id = reaped.id AND a.attempt = reaped.attempts AND a.outcome IS NULL
 ), orphaned AS (
     -- this worker's own claims that nothing here runs: the claim was written, but its answer never
@@ -63,12 +68,15 @@ WITH beat AS (
         error_message = 'the claim was written but its answer was lost; the job went back to its queue'
     FROM orphaned WHERE a.job_id = orphaned.id AND a.attempt = orphaned.attempts AND a.outcome IS NULL
 ), handed AS (
-    SELECT id, queue, function, args, attempt_base, enqueued_at FROM reaped
+    SELECT id, queue, function, args, attempt_base, enqueued_at FROM reaped WHERE status = 'queued'
     UNION ALL
     SELECT id, queue, function, args, attempt_base, enqueued_at FROM orphaned
 )
 SELECT (SELECT count(*) FROM beat) AS beaten, (SELECT count(*) FROM dead) AS declared_dead,
        EXISTS (SELECT 1 FROM millrace_queue_pauses p WHERE p.queue = $7) AS paused,
+       array(SELECT j.id FROM millrace_jobs j
+             WHERE j.id = ANY($5::text[]) AND j.worker = $1 AND j.status = 'in_progress'
+               AND j.abort_requested_at IS NOT NULL) AS aborts,
        id AS job_id, queue, function, args, attempt_base, enqueued_at
 FROM (SELECT 1) one LEFT JOIN handed ON true
 """
@@ -97,6 +105,8 @@ class Beat:
     reaped: list[OutboxEntry]
     #: whether a person has paused this worker's queue (store.queues)
     paused: bool = False
+    #: jobs this worker runs whose abort a person asked for (store.jobs.request_abort)
+    aborts: list[str] = field(default_factory=list)
 
 
 async def register(conn: Executor, worker: WorkerRow) -> None:
@@ -139,6 +149,7 @@ async def beat(
         declared_dead=rows[0]["declared_dead"],
         reaped=reaped,
         paused=rows[0]["paused"],
+        aborts=list(rows[0]["aborts"]),
     )
 
 

@@ -102,6 +102,26 @@ async def test_the_read_only_role_sees_but_cannot_act(web: httpx.AsyncClient, po
     assert await store.queues.paused_queues(pool) == {}
 
 
+async def test_an_operator_aborts_a_job_and_a_viewer_cannot(
+    web: httpx.AsyncClient, client: JobClient, pool: Pool
+) -> None:
+    """The worker's side of an abort is tests/test_abort.py's; here, who may ask, and what the page says."""
+    waiting = await client.enqueue(app.NOOP, NoArgs(), delay_s=60)
+    await log_in(web, "viewer", VIEWER_PASSWORD)
+    token = _csrf((await web.get(f"/admin/jobs/{waiting.id}")).text)
+    refused = await web.post("/admin/actions/abort-job", data={"job_id": waiting.id, "csrf": token})
+    assert refused.status_code == 403
+    await web.post("/admin/logout", data={"csrf": token})
+    await log_in(web, "operator", OPERATOR_PASSWORD)
+    token = _csrf((await web.get(f"/admin/jobs/{waiting.id}")).text)
+    answer = await web.post("/admin/actions/abort-job", data={"job_id": waiting.id, "csrf": token})
+    assert answer.status_code == 303
+    page = await web.get(answer.headers["location"])
+    assert "it had not started: it was cancelled" in page.text
+    async with pool.acquire() as conn:
+        assert (await store.jobs.get_job(conn, waiting.id)).status == "cancelled"
+
+
 async def test_hostile_input_gets_a_clear_answer(web: httpx.AsyncClient) -> None:
     await log_in(web, "operator", OPERATOR_PASSWORD)
     for path in ("/admin/jobs/..%2F..%2Fetc%2Fpasswd", "/admin/jobs/%00", "/admin/jobs/" + "é" * 300):
