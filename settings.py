@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import secrets
 from pathlib import Path
 from typing import Literal
 
@@ -11,6 +11,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from millrace.dashboard import Login
 from millrace.storage import DownloadLinks, S3Config
+
+#: the dashboard's session secret where none is set (development): this process's own
+_PROCESS_SESSION_SECRET = secrets.token_hex(32)
 
 
 class Settings(BaseSettings):
@@ -74,9 +77,10 @@ class Settings(BaseSettings):
     # operator's hash, and the dashboard's cookie is sent over HTTPS only.
     viewer_password_hash: SecretStr | None = None
     environment: Literal["development", "production"] = "production"
-    # Signs the dashboard's session cookie (at least 32 characters, the same on every web process); unset,
-    # it is derived from the operator's hash, so that changing the password ends every session.
-    dashboard_session_secret: SecretStr | None = None
+    # Signs the dashboard's session cookie (at least 32 characters, the same on every web process); the
+    # web app does not start without it outside development. Unset (development), a random one each
+    # process: sessions end when it does. A new password ends the sessions opened with the old one.
+    dashboard_session_secret: SecretStr | None = Field(default=None, min_length=32)
     # Argument fields the dashboard never shows, besides the runtime's list (passwords, tokens, keys...)
     dashboard_redacted: list[str] = Field(default_factory=list)
 
@@ -147,8 +151,8 @@ class Settings(BaseSettings):
     def dashboard_secret(self) -> str:
         if self.dashboard_session_secret is not None:
             return self.dashboard_session_secret.get_secret_value()
-        seed = "" if self.operator_password_hash is None else self.operator_password_hash.get_secret_value()
-        return hashlib.sha256(f"millrace-dashboard-session:{seed}".encode()).hexdigest()
+        # never derived from anything a reader of the configuration could know (the password's hash)
+        return _PROCESS_SESSION_SECRET
 
     def database_dsn(self) -> str:
         return str(self.database_url.get_secret_value())

@@ -22,7 +22,7 @@ from producers.emails import enqueue_admin_email, enqueue_password_reset_email, 
 from producers.integrations import enqueue_crm_sync
 from settings import Settings
 from web import documents, files, imports, notifications, quotations, reports, webhooks
-from web.auth import CurrentUser, OperatorOnly, new_token, only_self, operator
+from web.auth import CurrentUser, OperatorOnly, new_token, only_self, operator, operator_tries
 from web.errors import Problem, answers, on_database_away, on_storage_away, on_validation_error
 from web.fields import Email, Line, PathId, only_query
 from web.limits import BodySizeLimit
@@ -178,7 +178,8 @@ def create_app(settings: Settings) -> FastAPI:
         "/openapi.json", openapi_document, methods=["GET"], include_in_schema=False, dependencies=operator_only
     )
     app.add_api_route("/docs", api_docs, methods=["GET"], include_in_schema=False, dependencies=operator_only)
-    app.mount("/status", OperatorOnly(millrace.status.router(lambda request: state_of(request).pool), settings))
+    status_page = millrace.status.router(lambda request: state_of(request).pool)
+    app.mount("/status", OperatorOnly(status_page, settings, operator_tries(app)))
     mount_operations(app, settings)
     return app
 
@@ -254,5 +255,10 @@ def app_from_environment() -> FastAPI:
         raise SystemExit(
             "OPERATOR_PASSWORD_HASH is not set: outside development the web app does not start without the "
             "operator's login (ENVIRONMENT=development runs it with the dashboard closed)"
+        )
+    if settings.dashboard_session_secret is None and settings.environment != "development":
+        raise SystemExit(
+            "DASHBOARD_SESSION_SECRET is not set: outside development the web app does not start without the "
+            "secret that signs the dashboard's sessions (32 characters or more, the same on every web process)"
         )
     return create_app(settings)

@@ -11,7 +11,7 @@ import base64
 import binascii
 import hashlib
 import secrets
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio.to_thread
 import argon2
@@ -21,6 +21,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicC
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import db.users
+from millrace.dashboard.auth import Throttle
 from settings import Settings
 from web.state import state_of
 
@@ -78,30 +79,52 @@ def operator_password_ok(password_hash: str | None, authorization: str | None) -
         return False
 
 
-async def operator_login_ok(password_hash: str | None, authorization: str | None) -> bool:
-    """operator_password_ok off the event loop: argon2 spends tens of milliseconds of CPU by design."""
-    return await anyio.to_thread.run_sync(operator_password_ok, password_hash, authorization)
+async def operator_login_ok(
+    password_hash: str | None, authorization: str | None, address: str, tries: Throttle
+) -> bool:
+    """operator_password_ok off the event loop (argon2 spends tens of milliseconds of CPU by design),
+    for at most the dashboard's number of failed tries per address within its window: its login limit
+    holds for Basic auth too, or /metrics would be the way round it."""
+    if not authorization or not tries.admit(address):
+        return False
+    ok = await anyio.to_thread.run_sync(operator_password_ok, password_hash, authorization)
+    if ok:
+        tries.forgive(address)
+    return ok
+
+
+def operator_tries(app: Any) -> Throttle:
+    """The app's count of failed operator logins over Basic auth (one per app: tests make many apps)."""
+    if not hasattr(app.state, "operator_tries"):
+        app.state.operator_tries = Throttle()
+    tries: Throttle = app.state.operator_tries
+    return tries
 
 
 async def operator(request: Request, _: Annotated[HTTPBasicCredentials | None, Depends(_basic)]) -> None:
     """401 unless the operator's password came with the request (and one is configured at all)."""
     configured = state_of(request).settings.operator_password_hash
     password_hash = None if configured is None else configured.get_secret_value()
-    if not await operator_login_ok(password_hash, request.headers.get("authorization")):
+    address = request.client.host if request.client else "?"
+    tries = operator_tries(request.app)
+    if not await operator_login_ok(password_hash, request.headers.get("authorization"), address, tries):
         raise HTTPException(401, "operator login needed", headers={"WWW-Authenticate": 'Basic realm="operator"'})
 
 
 class OperatorOnly:
     """An ASGI app (the runtime's status page) behind the operator's login."""
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, tries: Throttle) -> None:
         self._app = app
+        self._tries = tries
         configured = settings.operator_password_hash
         self._hash = None if configured is None else configured.get_secret_value()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         authorization = dict(scope.get("headers", [])).get(b"authorization", b"").decode("latin-1")
-        if scope["type"] == "http" and not await operator_login_ok(self._hash, authorization):
+        client = scope.get("client")
+        address = client[0] if client else "?"
+        if scope["type"] == "http" and not await operator_login_ok(self._hash, authorization, address, self._tries):
             refused = JSONResponse(
                 {"detail": "operator login needed"}, 401, headers={"WWW-Authenticate": 'Basic realm="operator"'}
             )

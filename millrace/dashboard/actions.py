@@ -8,7 +8,9 @@ process and report their progress on a page of their own.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
+import urllib.parse
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -18,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from millrace import operations, store
+from millrace.dashboard import present, views
 from millrace.dashboard.auth import CSRF_FIELD, check_password_off_loop, csrf_ok, csrf_token, start_session
 from millrace.store.insights import JobFilter
 from millrace.text import unstorable_text
@@ -46,6 +49,11 @@ def _field(request: Request, name: str, limit: int = 500) -> str:
     return value.strip()[:limit]
 
 
+def _job_path(job_id: str) -> str:
+    """A job page's path: an id is any text, and must not steer the link elsewhere (`../`, `?`, `#`)."""
+    return "/jobs/" + urllib.parse.quote(job_id, safe="")
+
+
 def _actor(request: Request) -> str:
     return str(request.scope["millrace_viewer"].name)
 
@@ -56,10 +64,6 @@ async def login(dashboard: Dashboard, request: Request) -> Response:
             request.session[CSRF_FIELD] = secrets.token_urlsafe(32)
         return dashboard.render(request, "login.html", error=None)
     address = request.client.host if request.client else "?"
-    if dashboard.throttle.refused(address):
-        return dashboard.render(
-            request, "login.html", status_code=429, error="too many failed logins: try again in a few minutes"
-        )
     form = await request.form(max_files=0, max_fields=10, max_part_size=4096)
     sent = form.get(CSRF_FIELD)
     if not csrf_ok(request, sent if isinstance(sent, str) else None):
@@ -67,11 +71,15 @@ async def login(dashboard: Dashboard, request: Request) -> Response:
     name, password = form.get("name", ""), form.get("password", "")
     if not isinstance(name, str) or not isinstance(password, str) or len(password) > 1024:
         return dashboard.render(request, "login.html", status_code=400, error="name and password, please")
+    if not dashboard.throttle.admit(address):
+        return dashboard.render(
+            request, "login.html", status_code=429, error="too many failed logins: try again in a few minutes"
+        )
     found = await check_password_off_loop(tuple(dashboard.config.logins), name, password)
     if found is None:
-        dashboard.throttle.failed(address)
         log.warning("dashboard_login_refused", name=name[:100], address=address)
         return dashboard.render(request, "login.html", status_code=401, error="wrong name or password")
+    dashboard.throttle.forgive(address)
     start_session(request, found)
     log.info("dashboard_login", name=found.name, role=found.role, address=address)
     return dashboard.redirect(request, "/")
@@ -85,6 +93,10 @@ async def logout(dashboard: Dashboard, request: Request) -> Response:
 async def retry_job(dashboard: Dashboard, request: Request) -> Response:
     job_id = _field(request, "job_id", 300)
     edited = _form(request).get("args")
+    if isinstance(edited, str) and present.REDACTED in edited:
+        # copied from the page: the real values are not there to keep, and the mark is no value
+        reason = f"the arguments still hold {present.REDACTED}: give those fields their values, or leave the box empty"
+        return dashboard.render(request, "refused.html", status_code=422, reason=reason, back=_job_path(job_id))
     try:
         outcome = await operations.retry_one(
             dashboard.jobs,
@@ -94,9 +106,9 @@ async def retry_job(dashboard: Dashboard, request: Request) -> Response:
             refs=dashboard.config.refs,
         )
     except operations.ActionRefused as refused:
-        return dashboard.render(request, "refused.html", status_code=422, reason=str(refused), back=f"/jobs/{job_id}")
+        return dashboard.render(request, "refused.html", status_code=422, reason=str(refused), back=_job_path(job_id))
     message = "retried: it is queued again" if outcome == "retried" else "it was no longer dead"
-    return dashboard.redirect(request, f"/jobs/{job_id}", message)
+    return dashboard.redirect(request, _job_path(job_id), message)
 
 
 async def cancel_job(dashboard: Dashboard, request: Request) -> Response:
@@ -107,7 +119,7 @@ async def cancel_job(dashboard: Dashboard, request: Request) -> Response:
         "running": "it started meanwhile: it was not cancelled",
         "not_pending": "only a waiting job can be cancelled",
     }
-    return dashboard.redirect(request, f"/jobs/{job_id}", messages[outcome])
+    return dashboard.redirect(request, _job_path(job_id), messages[outcome])
 
 
 async def abort_job(dashboard: Dashboard, request: Request) -> Response:
@@ -118,7 +130,7 @@ async def abort_job(dashboard: Dashboard, request: Request) -> Response:
         "cancelled": "it had not started: it was cancelled",
         "not_pending": "it has finished already: nothing to abort",
     }
-    return dashboard.redirect(request, f"/jobs/{job_id}", messages[outcome])
+    return dashboard.redirect(request, _job_path(job_id), messages[outcome])
 
 
 def _start_bulk(dashboard: Dashboard, request: Request, where: JobFilter, action: str) -> Response:
@@ -169,13 +181,11 @@ class _BulkStarted(Response):
 
 
 async def retry_matching(dashboard: Dashboard, request: Request) -> Response:
-    where = JobFilter(
-        queue=_field(request, "queue") or None,
-        function=_field(request, "function") or None,
-        error_type=_field(request, "error_type") or None,
-        status="dead",
-    )
-    return _start_bulk(dashboard, request, where, "retry_dead")
+    """Retry the dead among the jobs the list's filter shows: the form posts to the list's own query."""
+    where, problems = views.filter_from(request, dashboard.config.redacted)
+    if problems:
+        return dashboard.render(request, "refused.html", status_code=422, reason="; ".join(problems), back="/jobs")
+    return _start_bulk(dashboard, request, dataclasses.replace(where, status="dead"), "retry_dead")
 
 
 async def retry_group(dashboard: Dashboard, request: Request) -> Response:
@@ -224,7 +234,7 @@ async def resume(dashboard: Dashboard, request: Request) -> Response:
 
 async def purge(dashboard: Dashboard, request: Request) -> Response:
     raw = _field(request, "older_than_days", 6)
-    if not raw.isdigit() or int(raw) < MIN_PURGE_DAYS:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < MIN_PURGE_DAYS:
         reason = f"keep at least {MIN_PURGE_DAYS} day of records: give a whole number of days"
         return dashboard.render(request, "refused.html", status_code=422, reason=reason, back="/audit")
     before = datetime.now(UTC) - timedelta(days=min(int(raw), 36500))

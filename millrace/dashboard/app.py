@@ -102,8 +102,11 @@ class Dashboard:
 Handler = Callable[[Dashboard, Request], Awaitable[Response]]
 
 
-def _page(dashboard: Dashboard, handler: Handler, *, acts: bool = False) -> Callable[[Request], Awaitable[Response]]:
-    """A handler behind the login; an acting one also behind the admin role and the CSRF token."""
+def _page(
+    dashboard: Dashboard, handler: Handler, *, acts: bool = False, admin_only: bool = True
+) -> Callable[[Request], Awaitable[Response]]:
+    """A handler behind the login; an acting one also behind the CSRF token and (unless it is the
+    logout, which every login may do) the admin role."""
 
     async def endpoint(request: Request) -> Response:
         user = current_user(request, tuple(dashboard.config.logins))
@@ -114,7 +117,7 @@ def _page(dashboard: Dashboard, handler: Handler, *, acts: bool = False) -> Call
         viewer = Viewer(name=user[0], role=user[1])
         request.scope["millrace_viewer"] = viewer
         if acts:
-            if not viewer.can_act:
+            if admin_only and not viewer.can_act:
                 return PlainTextResponse("this login can look but not act (read-only role)", 403)
             form = await request.form(max_files=0, max_fields=50, max_part_size=256 * 1024)
             sent = request.headers.get(CSRF_HEADER) or form.get(CSRF_FIELD)
@@ -179,13 +182,13 @@ def dashboard_app(config: DashboardConfig) -> Starlette:
         ("/actions/pause", actions.pause),
         ("/actions/resume", actions.resume),
         ("/actions/purge", actions.purge),
-        ("/logout", actions.logout),
     ]
     routes = [
         Route("/login", _login_endpoint(dashboard), methods=["GET", "POST"]),
         Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
         *(Route(path, _page(dashboard, handler), methods=["GET"]) for path, handler in pages),
         *(Route(path, _page(dashboard, handler, acts=True), methods=["POST"]) for path, handler in acting),
+        Route("/logout", _page(dashboard, actions.logout, acts=True, admin_only=False), methods=["POST"]),
     ]
     return Starlette(
         routes=routes,

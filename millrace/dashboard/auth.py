@@ -9,6 +9,7 @@ argon2 hashes off the event loop, and repeated failures from one address are slo
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 from collections import deque
@@ -31,25 +32,39 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
 class Throttle:
-    """Failed logins per client address, in this process (a login is rare; a guess is not)."""
+    """Failed logins per client address, in this process (a login is rare; a guess is not).
+
+    A try counts as failed from the moment it starts, and is forgiven when its password is right: a
+    burst of guesses sent at once cannot all slip in while the first ones are still being checked.
+    """
 
     def __init__(self) -> None:
         self._failures: dict[str, deque[float]] = {}
 
-    def refused(self, address: str) -> bool:
-        failures = self._recent(address)
-        return len(failures) >= MAX_FAILURES
+    def admit(self, address: str) -> bool:
+        """Whether a login try from `address` may be checked now; if so, it counts until forgiven."""
+        now = time.monotonic()
+        failures = self._failures.get(address)
+        if failures is not None:
+            while failures and now - failures[0] > FAILURE_WINDOW_S:
+                failures.popleft()
+            if len(failures) >= MAX_FAILURES:
+                return False
+        else:
+            if len(self._failures) >= 10_000:  # addresses seen once do not pile up for ever
+                self._forget_stale(now)
+            failures = self._failures.setdefault(address, deque(maxlen=MAX_FAILURES))
+        failures.append(now)
+        return True
 
-    def failed(self, address: str) -> None:
-        self._recent(address).append(time.monotonic())
-        if len(self._failures) > 10_000:  # addresses seen once do not pile up for ever
-            self._failures = {a: f for a, f in self._failures.items() if f}
+    def forgive(self, address: str) -> None:
+        """The try admitted last from `address` had the right password: it is not a failure."""
+        failures = self._failures.get(address)
+        if failures:
+            failures.pop()
 
-    def _recent(self, address: str) -> deque[float]:
-        failures = self._failures.setdefault(address, deque(maxlen=MAX_FAILURES))
-        while failures and time.monotonic() - failures[0] > FAILURE_WINDOW_S:
-            failures.popleft()
-        return failures
+    def _forget_stale(self, now: float) -> None:
+        self._failures = {a: f for a, f in self._failures.items() if f and now - f[-1] <= FAILURE_WINDOW_S}
 
 
 def check_password(logins: list[Login] | tuple[Login, ...], name: str, password: str) -> Login | None:
@@ -69,17 +84,24 @@ async def check_password_off_loop(logins: list[Login] | tuple[Login, ...], name:
 
 def start_session(request: Request, login: Login) -> None:
     request.session.clear()
-    request.session.update({"user": login.name, "role": login.role, CSRF_FIELD: secrets.token_urlsafe(32)})
+    request.session.update(
+        {"user": login.name, "role": login.role, "v": _version(login), CSRF_FIELD: secrets.token_urlsafe(32)}
+    )
 
 
 def current_user(request: Request, logins: list[Login] | tuple[Login, ...]) -> tuple[str, Role] | None:
-    """The session's login, if it is still one of the configured logins with the same role."""
-    name, role = request.session.get("user"), request.session.get("role")
-    if not isinstance(name, str) or role not in ("admin", "viewer"):
+    """The session's login, if it is still one of the configured logins, with the same role and password."""
+    name, role, version = (request.session.get(key) for key in ("user", "role", "v"))
+    if not isinstance(name, str) or role not in ("admin", "viewer") or not isinstance(version, str):
         return None
-    if not any(login.name == name and login.role == role for login in logins):
-        return None  # removed or demoted since: the session ends
+    if not any(login.name == name and login.role == role and _version(login) == version for login in logins):
+        return None  # removed, demoted or given a new password since: the session ends
     return name, role
+
+
+def _version(login: Login) -> str:
+    """Which password the session was opened with, without saying anything about it."""
+    return hashlib.sha256(b"millrace-session-version:" + login.password_hash.encode()).hexdigest()[:16]
 
 
 def csrf_token(request: Request) -> str:

@@ -18,16 +18,18 @@ def redact(value: Any, names: Sequence[str], depth: int = 0) -> Any:
         return "…"
     if isinstance(value, dict):
         return {
-            key: REDACTED if _hidden(str(key), names) else redact(item, names, depth + 1) for key, item in value.items()
+            key: REDACTED if hidden(str(key), names) else redact(item, names, depth + 1) for key, item in value.items()
         }
     if isinstance(value, list):
         return [redact(item, names, depth + 1) for item in value]
     return value
 
 
-def _hidden(key: str, names: Sequence[str]) -> bool:
+def hidden(key: str, names: Sequence[str]) -> bool:
+    """Whether the field `key` is one of the redacted `names` (or contains one), whatever its case and
+    whether it says `-` or `_`."""
     lowered = key.lower().replace("-", "_")
-    return any(name in lowered for name in names)
+    return any(name.lower().replace("-", "_") in lowered for name in names)
 
 
 def pretty_json(value: Any) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -19,6 +21,9 @@ if TYPE_CHECKING:
     from millrace.dashboard.app import Dashboard
 
 PAGE_SIZE = 50
+#: what a filter's dates may be: PostgreSQL holds more, but nothing here is older or newer
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 #: how many pending records and Redis entries the reconciliation page compares per queue
 RECONCILE_SAMPLE = 500
 #: the reconciler leaves records younger than this alone: they may still be on their way to Redis
@@ -70,8 +75,9 @@ async def workers(dashboard: Dashboard, request: Request) -> Response:
     return dashboard.render(request, "workers.html", workers=found)
 
 
-def _filter_from(request: Request) -> tuple[JobFilter, list[str]]:
-    """The job filter the query string asks for; what it cannot read is said, never a 500."""
+def filter_from(request: Request, redacted: Sequence[str]) -> tuple[JobFilter, list[str]]:
+    """The job filter the query string asks for; what it cannot read is said, never a 500. The job
+    list shows it, and its bulk retry acts on it, so both always mean the same jobs."""
     query = request.query_params
     problems: list[str] = []
 
@@ -90,12 +96,10 @@ def _filter_from(request: Request) -> tuple[JobFilter, list[str]]:
         value = text(name, 40)
         if value is None:
             return None
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            problems.append(f"{name} is not a date and time (2026-01-31T12:00)")
-            return None
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        moment = _moment(value)
+        if moment is None:
+            problems.append(f"{name} is not a date and time between 1970 and 9999 (2026-01-31T12:00)")
+        return moment
 
     status = text("status", 20)
     if status is not None and status not in ALL_STATUSES:
@@ -111,11 +115,27 @@ def _filter_from(request: Request) -> tuple[JobFilter, list[str]]:
         until=when("until"),
         search=text("q", 500),
     )
+    searched, equals, _ = (where.search or "").partition("=")
+    if equals and present.hidden(searched.strip(), redacted):
+        # a hidden field's value is not shown, so it cannot be looked for either: one guess at a time
+        # would tell it
+        problems.append(f"{searched.strip()} is a redacted field: it cannot be searched")
+        where = dataclasses.replace(where, search=None)
     return where, problems
 
 
+def _moment(value: str) -> datetime | None:
+    """An ISO date and time (UTC unless it says otherwise) that PostgreSQL can hold, or None."""
+    try:
+        moment = datetime.fromisoformat(value)
+        moment = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+    return moment if _EARLIEST <= moment <= _LATEST else None
+
+
 async def job_list(dashboard: Dashboard, request: Request) -> Response:
-    where, problems = _filter_from(request)
+    where, problems = filter_from(request, dashboard.config.redacted)
     before = None
     cursor = request.query_params.get("before", "")
     if cursor:
@@ -123,7 +143,10 @@ async def job_list(dashboard: Dashboard, request: Request) -> Response:
         try:
             if unstorable_text(last_id) is not None:
                 raise ValueError(last_id)
-            before = (datetime.fromisoformat(stamp), last_id)
+            moment = _moment(stamp)
+            if moment is None:
+                raise ValueError(stamp)
+            before = (moment, last_id)
         except ValueError:
             problems.append("the page cursor is not one this page made")
     async with dashboard.jobs.pool.acquire() as conn:
@@ -229,6 +252,8 @@ async def audit(dashboard: Dashboard, request: Request) -> Response:
 
 async def bulk_progress(dashboard: Dashboard, request: Request) -> Response:
     audit_id = request.path_params["audit_id"]
+    if not 0 < audit_id < 2**63:  # not an id PostgreSQL's bigint can hold: no such action
+        return dashboard.render(request, "missing.html", status_code=404, what="action", key=str(audit_id))
     running = dashboard.bulk.get(audit_id)
     async with dashboard.jobs.pool.acquire() as conn:
         entry = await conn.fetchrow(

@@ -7,6 +7,7 @@ or LIMIT pages in an indexed order.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -297,7 +298,7 @@ class JobFilter:
 
 def _typed(value: str) -> Any:
     """`user_id=42` looks for the number 42 and `email=a@b` for the text: the arguments are JSON."""
-    if value.lstrip("-").isdigit() and len(value) < 19:
+    if re.fullmatch(r"-?[0-9]{1,18}", value):
         return int(value)
     if value in ("true", "false"):
         return value == "true"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,8 +16,10 @@ from millrace import NoArgs, Pool, operations, store
 from millrace.client import JobClient
 from settings import Settings
 from tests.conftest import RunWorker
+from tests.processes import wait_for
 from tests.sample import app
 from tests.web.conftest import OPERATOR_HASH, OPERATOR_PASSWORD, serving
+from web.app import app_from_environment
 
 VIEWER_PASSWORD = "look but do not touch"
 VIEWER_HASH = argon2.PasswordHasher().hash(VIEWER_PASSWORD)
@@ -136,8 +139,113 @@ async def test_hostile_input_gets_a_clear_answer(web: httpx.AsyncClient) -> None
     for queue in ("no-such-queue", "", "x" * 5000):
         answer = await web.post("/admin/actions/pause", data={"queue": queue, "csrf": token})
         assert answer.status_code == 422, queue
-    answer = await web.post("/admin/actions/purge", data={"older_than_days": "0", "csrf": token})
-    assert answer.status_code == 422
+    for days in ("0", "²", "-1", "1e9"):
+        answer = await web.post("/admin/actions/purge", data={"older_than_days": days, "csrf": token})
+        assert answer.status_code == 422, days
+    for query in (
+        {"q": "a=²"},
+        {"q": "a=--5"},
+        {"since": "0001-01-01T00:00+05:00"},
+        {"until": "9999-12-31T23:59-05:00"},
+        {"before": "0001-01-01T00:00+05:00|x"},
+    ):
+        assert (await web.get("/admin/jobs", params=query)).status_code in (200, 422), query
+    assert (await web.get("/admin/bulk/99999999999999999999")).status_code == 404
+    steered = await web.post("/admin/actions/cancel-job", data={"job_id": "../../x?y#z", "csrf": token})
+    assert steered.headers["location"].endswith("/admin/jobs/..%2F..%2Fx%3Fy%23z")
+
+
+async def test_retrying_what_a_filter_shows_retries_only_that(
+    web: httpx.AsyncClient, client: JobClient, pool: Pool, run_worker: RunWorker
+) -> None:
+    shown, other = [await client.enqueue(app.FLAKY, app.FlakyArgs(fail_times=1, error="give_up")) for _ in range(2)]
+    await run_worker()
+    await log_in(web, "operator", OPERATOR_PASSWORD)
+    query = {"status": "dead", "q": shown.id}
+    page = await web.get("/admin/jobs", params=query)
+    assert other.id not in page.text
+    token = _csrf(page.text)
+    answer = await web.post("/admin/actions/retry-matching", params=query, data={"csrf": token})
+    assert answer.status_code == 303
+
+    async def retried() -> bool:
+        return (await store.jobs.get_job(pool, shown.id)).status == "queued"
+
+    await wait_for(retried, timeout_s=5, what="the bulk retry to requeue the job the filter shows")
+    assert (await store.jobs.get_job(pool, other.id)).status == "dead"
+
+
+async def test_a_redacted_field_cannot_be_searched_for(web: httpx.AsyncClient, client: JobClient, pool: Pool) -> None:
+    """A search that finds the job would confirm a guess at a value the page hides."""
+    enqueued = await client.enqueue(app.NOOP, NoArgs())
+    await pool.execute("UPDATE millrace_jobs SET args = $2 WHERE id = $1", enqueued.id, {"password": "hunter2"})
+    await log_in(web, "viewer", VIEWER_PASSWORD)
+    wrong = await web.get("/admin/jobs", params={"q": "password=wrong"})
+    for search in ("password=hunter2", "PASSWORD = hunter2", "user_password=hunter2"):
+        answer = await web.get("/admin/jobs", params={"q": search})
+        assert answer.status_code == 422, search
+        assert "redacted field" in answer.text
+        # the search is not made: a right guess and a wrong one list the same jobs
+        assert answer.text.count(enqueued.id) == wrong.text.count(enqueued.id)
+
+
+async def test_guesses_are_slowed_everywhere_the_password_is_asked(web: httpx.AsyncClient) -> None:
+    """Guesses sent at once count before they are checked; Basic auth (/metrics) counts them too."""
+    page = await web.get("/admin/login")
+    token = _csrf(page.text)
+    guesses = [
+        web.post("/admin/login", data={"csrf": token, "name": "operator", "password": f"guess {n}"}) for n in range(12)
+    ]
+    answers = [a.status_code for a in await asyncio.gather(*guesses)]
+    assert answers.count(401) == 5, answers
+    assert answers.count(429) == 7, answers
+
+    for n in range(5):
+        assert (await web.get("/metrics", auth=("operator", f"guess {n}"))).status_code == 401
+    assert (await web.get("/metrics", auth=("operator", OPERATOR_PASSWORD))).status_code == 401  # locked out
+
+
+async def test_a_viewer_logs_out_and_the_session_ends(web: httpx.AsyncClient) -> None:
+    await log_in(web, "viewer", VIEWER_PASSWORD)
+    token = _csrf((await web.get("/admin/")).text)
+    assert (await web.post("/admin/logout", data={"csrf": token})).status_code == 303
+    assert (await web.get("/admin/")).headers["location"] == "/admin/login"
+
+
+async def test_a_session_ends_when_its_password_changes(database_url: str, redis_url: str, tmp_path: Path) -> None:
+    secret = "s" * 40
+
+    def settings(operator_hash: str) -> Settings:
+        return Settings(
+            database_url=database_url,
+            redis_url=redis_url,
+            operator_password_hash=operator_hash,
+            dashboard_session_secret=secret,
+            storage_folder=tmp_path / "files",
+            environment="development",
+        )
+
+    async with serving(settings(OPERATOR_HASH)) as before:
+        await log_in(before, "operator", OPERATOR_PASSWORD)
+        assert (await before.get("/admin/")).status_code == 200
+        cookies = before.cookies
+    new_hash = argon2.PasswordHasher().hash("a new password")
+    async with serving(settings(new_hash)) as after:
+        after.cookies = cookies
+        assert (await after.get("/admin/")).headers["location"] == "/admin/login"
+
+
+async def test_the_web_app_does_not_start_open_outside_development(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.delenv("OPERATOR_PASSWORD_HASH", raising=False)
+    monkeypatch.delenv("DASHBOARD_SESSION_SECRET", raising=False)
+    with pytest.raises(SystemExit, match="OPERATOR_PASSWORD_HASH"):
+        app_from_environment()
+    monkeypatch.setenv("OPERATOR_PASSWORD_HASH", OPERATOR_HASH)
+    with pytest.raises(SystemExit, match="DASHBOARD_SESSION_SECRET"):
+        app_from_environment()
+    monkeypatch.setenv("DASHBOARD_SESSION_SECRET", "x" * 40)
+    assert app_from_environment() is not None
 
 
 async def test_redacted_fields_never_reach_the_page(web: httpx.AsyncClient, client: JobClient, pool: Pool) -> None:
@@ -165,6 +273,10 @@ async def test_retrying_a_dead_job_with_edited_arguments_keeps_the_old_ones(
     refused = await web.post("/admin/actions/retry-job", data={"job_id": dead.id, "args": "{fail", "csrf": token})
     assert refused.status_code == 422
     assert "not JSON" in refused.text
+    copied = '{"fail_times": 0, "password": "[redacted]"}'  # what the page shows, pasted back
+    refused = await web.post("/admin/actions/retry-job", data={"job_id": dead.id, "args": copied, "csrf": token})
+    assert refused.status_code == 422
+    assert "still hold [redacted]" in refused.text
     with pytest.raises(operations.ActionRefused, match="fail_times"):  # checked against the job's declaration
         await operations.retry_one(
             client, dead.id, actor="test", edited_args='{"fail_times": "many"}', refs={app.FLAKY.name: app.FLAKY}
