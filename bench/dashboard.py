@@ -105,7 +105,7 @@ async def timed(http: httpx.AsyncClient, path: str, **params: str) -> tuple[floa
 
 
 async def main() -> None:
-    async with fresh_stores() as (database_url, redis_url):
+    async with fresh_stores() as (redis_url, database_url):
         await seed(database_url)
         with tempfile.TemporaryDirectory() as folder:
             settings = Settings(
