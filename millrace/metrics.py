@@ -3,15 +3,17 @@
 Counters and histograms come from `millrace_stats` (see millrace.stats), which the claims and finishes
 write, so they hold across every worker process and survive restarts, with no multiprocess registry to
 keep. Gauges come from the pending part of the job table, the worker registry and Redis. A scrape costs
-a handful of indexed queries, whatever the number of records.
+a handful of indexed queries, whatever the number of records: the counters of minutes that have settled
+are summed once per process and kept (SettledTotals), and each scrape adds only the last minutes.
 
     app.mount("/metrics", millrace.metrics.metrics_app(lambda: client))
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -25,6 +27,7 @@ from millrace import store
 from millrace.client import JobClient
 from millrace.outages import OUTAGES
 from millrace.stats import BUCKETS_S
+from millrace.store.pool import Executor
 
 
 class _Families(Collector):
@@ -35,11 +38,38 @@ class _Families(Collector):
         return self._families
 
 
-async def render(jobs: JobClient, queues: Sequence[str] = ()) -> bytes:
+#: minutes older than this are taken as settled: no claim or finish writes to them any more (a worker's
+#: clock further behind than this would have its counts missed by a process that cached them already)
+SETTLED_AFTER = timedelta(minutes=10)
+
+
+class SettledTotals:
+    """The counters of every settled minute, summed once and then only extended: a month of per-minute
+    rows costs one scan at the first scrape, not one per scrape. Retention folding old minutes into the
+    base row keeps their sum, so what is cached stays right."""
+
+    def __init__(self) -> None:
+        self._upto: datetime | None = None
+        self._settled: dict[tuple[str, str], store.insights.Totals] = {}
+        self._lock = asyncio.Lock()
+
+    async def totals(self, conn: Executor, now: datetime) -> list[store.insights.Totals]:
+        async with self._lock:  # two scrapes at once sum the settled minutes once
+            horizon = (now - SETTLED_AFTER).replace(second=0, microsecond=0)
+            if self._upto is None or horizon > self._upto:
+                settled = await store.insights.totals(conn, since=self._upto, before=horizon)
+                self._settled = store.insights.added_totals(self._settled, settled)
+                self._upto = horizon
+            recent = await store.insights.totals(conn, since=self._upto)
+            summed = store.insights.added_totals(self._settled, recent)
+        return [summed[key] for key in sorted(summed)]
+
+
+async def render(jobs: JobClient, queues: Sequence[str] = (), settled: SettledTotals | None = None) -> bytes:
     """The metrics in Prometheus's text format."""
     now = datetime.now(UTC)
     async with jobs.pool.acquire() as conn:
-        totals = await store.insights.totals(conn)
+        totals = await (settled or SettledTotals()).totals(conn, now)
         pending = await store.insights.pending_by_function(conn)
         figures = await store.insights.queue_figures(conn, queues, now)
         workers = await store.insights.live_workers(conn)
@@ -134,10 +164,11 @@ async def _redis_family(jobs: JobClient) -> Metric:
 
 def metrics_app(jobs: Callable[[], JobClient], queues: Sequence[str] = ()) -> Callable[[Request], Awaitable[Response]]:
     """A Starlette endpoint serving the metrics; the application decides who may scrape it."""
+    settled = SettledTotals()
 
     async def endpoint(request: Request) -> Response:
         try:
-            body = await render(jobs(), queues)
+            body = await render(jobs(), queues, settled)
         except OUTAGES as error:
             return PlainTextResponse(f"records unavailable: {type(error).__name__}", 503, headers={"Retry-After": "5"})
         return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -69,7 +69,7 @@ async def test_claims_and_finishes_count_what_the_attempts_say(
     await run_worker()
 
     async with pool.acquire() as conn:
-        totals = {t.function: t for t in await store.insights.totals(conn)}
+        totals = {function: t for (_, function), t in (await store.insights.totals(conn)).items()}
         outcomes = await conn.fetch(
             """SELECT j.function, a.outcome, count(*) AS n FROM millrace_job_attempts a
                JOIN millrace_jobs j ON j.id = a.job_id GROUP BY 1, 2"""

@@ -140,16 +140,36 @@ class Totals:
     wait_sum_s: float
 
 
-async def totals(conn: Executor) -> list[Totals]:
-    rows = await conn.fetch(
-        """SELECT queue, function, sum(started) AS started, sum(first_started) AS first_started,
-                  sum(succeeded) AS succeeded, sum(retried) AS retried,
-                  sum(dead) AS dead, sum(duration_sum_s) AS duration_sum_s, sum(wait_sum_s) AS wait_sum_s,
-                  array_agg(duration_le) AS duration_le, array_agg(wait_le) AS wait_le
-           FROM millrace_stats GROUP BY queue, function ORDER BY queue, function"""
-    )
-    return [
-        Totals(
+def _add_all(histograms: Sequence[Sequence[int]]) -> list[int]:
+    summed = [0] * len(BUCKETS_S)
+    for histogram in histograms:
+        for i, value in enumerate(histogram):
+            summed[i] += value
+    return summed
+
+
+def _bucket_sums(column: str) -> str:
+    """Each bucket of a histogram column summed in SQL (an array per row, summed element by element)."""
+    return ", ".join(f"sum({column}[{i}]) AS {column}_{i}" for i in range(1, len(BUCKETS_S) + 1))
+
+
+_TOTALS = f"""SELECT queue, function, sum(started) AS started, sum(first_started) AS first_started,
+           sum(succeeded) AS succeeded, sum(retried) AS retried, sum(dead) AS dead,
+           sum(duration_sum_s) AS duration_sum_s, sum(wait_sum_s) AS wait_sum_s,
+           {_bucket_sums("duration_le")}, {_bucket_sums("wait_le")}
+    FROM millrace_stats
+    WHERE ($1::timestamptz IS NULL OR minute >= $1) AND ($2::timestamptz IS NULL OR minute < $2)
+    GROUP BY queue, function ORDER BY queue, function"""
+
+
+async def totals(
+    conn: Executor, *, since: datetime | None = None, before: datetime | None = None
+) -> dict[tuple[str, str], Totals]:
+    """The counters of the minutes in [since, before) (either end open when None), by queue and function."""
+    rows = await conn.fetch(_TOTALS, since, before)
+    found = {}
+    for r in rows:
+        found[(r["queue"], r["function"])] = Totals(
             queue=r["queue"],
             function=r["function"],
             started=int(r["started"]),
@@ -157,20 +177,36 @@ async def totals(conn: Executor) -> list[Totals]:
             succeeded=int(r["succeeded"]),
             retried=int(r["retried"]),
             dead=int(r["dead"]),
-            duration_le=_add_all(r["duration_le"]),
+            duration_le=[int(r[f"duration_le_{i}"] or 0) for i in range(1, len(BUCKETS_S) + 1)],
             duration_sum_s=float(r["duration_sum_s"]),
-            wait_le=_add_all(r["wait_le"]),
+            wait_le=[int(r[f"wait_le_{i}"] or 0) for i in range(1, len(BUCKETS_S) + 1)],
             wait_sum_s=float(r["wait_sum_s"]),
         )
-        for r in rows
-    ]
+    return found
 
 
-def _add_all(histograms: Sequence[Sequence[int]]) -> list[int]:
-    summed = [0] * len(BUCKETS_S)
-    for histogram in histograms:
-        for i, value in enumerate(histogram):
-            summed[i] += value
+def added_totals(a: dict[tuple[str, str], Totals], b: dict[tuple[str, str], Totals]) -> dict[tuple[str, str], Totals]:
+    """Both sets of counters added up, key by key."""
+    summed = dict(a)
+    for key, t in b.items():
+        s = summed.get(key)
+        summed[key] = (
+            t
+            if s is None
+            else Totals(
+                queue=t.queue,
+                function=t.function,
+                started=s.started + t.started,
+                first_started=s.first_started + t.first_started,
+                succeeded=s.succeeded + t.succeeded,
+                retried=s.retried + t.retried,
+                dead=s.dead + t.dead,
+                duration_le=[x + y for x, y in zip(s.duration_le, t.duration_le, strict=True)],
+                duration_sum_s=s.duration_sum_s + t.duration_sum_s,
+                wait_le=[x + y for x, y in zip(s.wait_le, t.wait_le, strict=True)],
+                wait_sum_s=s.wait_sum_s + t.wait_sum_s,
+            )
+        )
     return summed
 
 
