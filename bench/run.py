@@ -1,8 +1,9 @@
 """`make bench`: Millrace against bare arq, measured in one run on this machine. Figures, no assertions.
 
 Throughput: N no-op jobs enqueued first, then one worker (concurrency 10) drains them in burst mode.
-Latency: one job at a time into an idle worker; the job notes when it started. Both workers poll
-every `POLL_DELAY_S`, which bounds latency from below for both.
+Latency: one job at a time into an idle worker; the job notes when it started. Bare arq polls every
+`POLL_DELAY_S`, which bounds its latency from below; Millrace's idle worker waits for the token its
+producer pushes (millrace.wakeup) and reads its queue at once, and is measured both ways.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from arq.constants import job_key_prefix
 from bench import apps
 from bench.webhooks import REQUESTS as WEBHOOK_REQUESTS
 from bench.webhooks import bench_webhook_endpoint
-from millrace import NoArgs, relay, store
+from millrace import NoArgs, relay, store, wakeup
 from millrace.client import JobClient
 from millrace.declare import collect
 from millrace.logs import configure_logging
@@ -79,10 +80,20 @@ def bare_settings(redis_url: str, probe: apps.Probe) -> dict[str, Any]:
     }
 
 
-def millrace_settings(redis_url: str, database_url: str, probe: apps.Probe) -> type:
+#: a burst worker ends on a read that finds nothing: a short wait there costs the drain almost nothing
+DRAIN_IDLE_WAIT_S = 0.05
+
+
+def millrace_settings(
+    redis_url: str, database_url: str, probe: apps.Probe, idle_wait_s: float = DRAIN_IDLE_WAIT_S
+) -> type:
     jobs, _ = collect([apps])
     config = WorkerConfig(
-        redis_url=redis_url, database_url=database_url, poll_delay_s=POLL_DELAY_S, configure_logging=False
+        redis_url=redis_url,
+        database_url=database_url,
+        poll_delay_s=POLL_DELAY_S,
+        configure_logging=False,
+        idle_wait_s=idle_wait_s,
     )
 
     def services(jobs: JobClient) -> AbstractAsyncContextManager[apps.Probe]:
@@ -167,11 +178,48 @@ async def bench_latency(redis_url: str, database_url: str) -> dict[str, list[flo
             async with client.pool.acquire() as conn, conn.transaction():
                 await client.enqueue(apps.STAMP, apps.StampArgs(sent_at=sent_at), conn=conn)
 
-        settings = millrace_settings(redis_url, database_url, direct_probe)
-        result["millrace direct"] = await latency(settings, direct, direct_probe)
-        settings = millrace_settings(redis_url, database_url, outbox_probe)
-        result["millrace outbox"] = await latency(settings, outbox, outbox_probe)
+        polling_probe = apps.Probe()
+        settings = millrace_settings(redis_url, database_url, polling_probe, idle_wait_s=0)
+        result[f"millrace direct, polling every {POLL_DELAY_S}s"] = await latency(settings, direct, polling_probe)
+        settings = millrace_settings(redis_url, database_url, direct_probe, idle_wait_s=wakeup.IDLE_WAIT_S)
+        result["millrace direct, woken by its token"] = await latency(settings, direct, direct_probe)
+        settings = millrace_settings(redis_url, database_url, outbox_probe, idle_wait_s=wakeup.IDLE_WAIT_S)
+        result["millrace outbox, woken by its token"] = await latency(settings, outbox, outbox_probe)
     return result
+
+
+#: how long an idle worker is watched: several of its waits, and one of arq's 10-s health checks
+IDLE_WATCH_S = 12.0
+
+
+async def idle_commands_per_s(settings: Any, redis_url: str) -> float:
+    """Redis commands a second from one idle worker (every client of it: arq's, the runtime's), counted by
+    the server; nothing else uses the server meanwhile but the two INFO calls that count."""
+    worker = arq.worker.create_worker(settings, handle_signals=False)
+    task = asyncio.create_task(worker.main())
+    await asyncio.sleep(2.0)  # started and settled
+    async with redis.asyncio.Redis.from_url(redis_url) as counter:
+        before = (await counter.info("stats"))["total_commands_processed"]
+        await asyncio.sleep(IDLE_WATCH_S)
+        after = (await counter.info("stats"))["total_commands_processed"]
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await worker.close()
+    return float(after - before - 1) / IDLE_WATCH_S
+
+
+async def bench_idle(redis_url: str, database_url: str) -> dict[str, float]:
+    return {
+        f"bare arq, polling every {POLL_DELAY_S}s": await idle_commands_per_s(
+            bare_settings(redis_url, apps.Probe()), redis_url
+        ),
+        f"millrace, polling every {POLL_DELAY_S}s": await idle_commands_per_s(
+            millrace_settings(redis_url, database_url, apps.Probe(), idle_wait_s=0), redis_url
+        ),
+        "millrace, waiting for a token": await idle_commands_per_s(
+            millrace_settings(redis_url, database_url, apps.Probe(), idle_wait_s=wakeup.IDLE_WAIT_S), redis_url
+        ),
+    }
 
 
 async def bench_relay_latency(redis_url: str, database_url: str) -> list[float]:
@@ -262,6 +310,10 @@ async def main() -> None:
     print(f"\nenqueue to start (ms), {LATENCY_SAMPLES} jobs one at a time     p50      p99")
     for name, delays in lat.items():
         print(f"  {name:<44} {statistics.median(delays):>7.1f}  {percentile(delays, 99):>7.1f}")
+    idle = await with_fresh_stores(bench_idle)
+    print(f"\nRedis commands a second from one idle worker, over {IDLE_WATCH_S:.0f} s")
+    for name, rate in idle.items():
+        print(f"  {name:<44} {rate:>7.1f}")
     relay_ms = await with_fresh_stores(bench_relay_latency)
     print(
         f"  {'outbox commit to job in Redis (relay on NOTIFY)':<44} {statistics.median(relay_ms):>7.1f}"

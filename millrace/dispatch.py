@@ -16,21 +16,33 @@ from typing import Any
 from arq.connections import ArqRedis
 from arq.constants import expires_extra_ms, in_progress_key_prefix, job_key_prefix, result_key_prefix
 
-from millrace import payload, tracing
+from millrace import payload, tracing, wakeup
 from millrace.queues import redis_queue_key
 from millrace.records import OutboxEntry
 
-_ENQUEUE_LUA = """
+# Every job created pushes a token to its queue's wake list, which an idle worker waits on (wakeup.py);
+# the list is trimmed, so that tokens nobody waited for do not pile up.
+_WAKE_LUA = f"""
+local function wake(wake_key)
+  redis.call('LPUSH', wake_key, '1')
+  redis.call('LTRIM', wake_key, 0, {wakeup.MAX_TOKENS - 1})
+end
+"""
+
+_ENQUEUE_LUA = (
+    _WAKE_LUA
+    + """
 local created = {}
 local over_results = ARGV[#ARGV] == '1'
-for i = 0, (#KEYS / 3) - 1 do
-  local job_key, result_key, queue_key = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]
+for i = 0, (#KEYS / 4) - 1 do
+  local job_key, result_key, queue_key = KEYS[i * 4 + 1], KEYS[i * 4 + 2], KEYS[i * 4 + 3]
   if over_results and redis.call('EXISTS', job_key) == 0 then
     redis.call('DEL', result_key)
   end
   if redis.call('EXISTS', job_key, result_key) == 0 then
     redis.call('PSETEX', job_key, ARGV[i * 4 + 4], ARGV[i * 4 + 2])
     redis.call('ZADD', queue_key, ARGV[i * 4 + 3], ARGV[i * 4 + 1])
+    wake(KEYS[i * 4 + 4])
     created[#created + 1] = 1
   else
     created[#created + 1] = 0
@@ -38,6 +50,7 @@ for i = 0, (#KEYS / 3) - 1 do
 end
 return created
 """
+)
 # Bounded so that one script call never blocks Redis for long.
 _BATCH = 500
 
@@ -98,10 +111,12 @@ async def push(redis: ArqRedis, jobs: Sequence[Dispatch], *, over_results: bool 
         keys: list[str] = []
         argv: list[str | bytes | int] = []
         for job in chunk:
+            queue_key = redis_queue_key(job.queue)
             keys += [
                 job_key_prefix + job.redis_job_id,
                 result_key_prefix + job.redis_job_id,
-                redis_queue_key(job.queue),
+                queue_key,
+                wakeup.wake_key(queue_key),
             ]
             argv += [job.redis_job_id, job.payload, job.score_ms, job.expires_ms]
         argv.append("1" if over_results else "0")
@@ -132,24 +147,29 @@ async def remove_unstarted(redis: ArqRedis, redis_job_id: str, queue: str) -> bo
 # A job whose worker died: free it from that worker's in-progress mark so that any worker takes it now,
 # and put it back if Redis lost it meanwhile. Its record is pending: a result arq kept is stale (arq gave
 # up on the job itself) and is replaced.
-_HAND_ON_LUA = """
+_HAND_ON_LUA = (
+    _WAKE_LUA
+    + """
 local handed = 0
-for i = 0, (#KEYS / 4) - 1 do
-  local in_progress_key, job_key, result_key, queue_key = KEYS[i * 4 + 1], KEYS[i * 4 + 2], KEYS[i * 4 + 3],
-    KEYS[i * 4 + 4]
+for i = 0, (#KEYS / 5) - 1 do
+  local in_progress_key, job_key, result_key, queue_key = KEYS[i * 5 + 1], KEYS[i * 5 + 2], KEYS[i * 5 + 3],
+    KEYS[i * 5 + 4]
   redis.call('DEL', in_progress_key)
   if redis.call('EXISTS', job_key) == 1 then
     redis.call('ZADD', queue_key, 'NX', ARGV[i * 4 + 3], ARGV[i * 4 + 1])
+    wake(KEYS[i * 5 + 5])
     handed = handed + 1
   elseif ARGV[i * 4 + 2] ~= '' then
     redis.call('DEL', result_key)
     redis.call('PSETEX', job_key, ARGV[i * 4 + 4], ARGV[i * 4 + 2])
     redis.call('ZADD', queue_key, ARGV[i * 4 + 3], ARGV[i * 4 + 1])
+    wake(KEYS[i * 5 + 5])
     handed = handed + 1
   end
 end
 return handed
 """
+)
 
 
 async def hand_on(redis: ArqRedis, entries: Sequence[OutboxEntry]) -> int:
@@ -163,11 +183,13 @@ async def hand_on(redis: ArqRedis, entries: Sequence[OutboxEntry]) -> int:
         argv: list[str | bytes | int] = []
         for entry in entries[start : start + _BATCH]:
             job = for_entry(entry)
+            queue_key = redis_queue_key(job.queue)
             keys += [
                 in_progress_key_prefix + job.redis_job_id,
                 job_key_prefix + job.redis_job_id,
                 result_key_prefix + job.redis_job_id,
-                redis_queue_key(job.queue),
+                queue_key,
+                wakeup.wake_key(queue_key),
             ]
             rebuilt = b"" if entry.job_id.startswith(payload.CRON_ID_PREFIX) else job.payload
             argv += [job.redis_job_id, rebuilt, job.score_ms, job.expires_ms]

@@ -20,7 +20,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from millrace import admission, cron_catchup, execution, payload, store
+from millrace import admission, cron_catchup, execution, payload, store, wakeup
 from millrace.client import JobClient
 from millrace.declare import CronDefinition, JobDefinition
 from millrace.dropped import DroppedJobs
@@ -79,6 +79,9 @@ class WorkerConfig:
     log_level: str = "INFO"
     #: False leaves logging alone: tests capture structlog output and must keep their own configuration
     configure_logging: bool = True
+    #: an idle worker waits this long for a producer's token before it reads its queue again
+    #: (millrace.wakeup); 0 turns the wait off, and arq polls every `poll_delay_s` instead
+    idle_wait_s: float = wakeup.IDLE_WAIT_S
 
     def concurrency_of(self, queue: Queue) -> int:
         return (self.concurrency or {}).get(queue.name, queue.concurrency)
@@ -147,6 +150,16 @@ def worker_settings(
         "timezone": UTC,  # cron schedules are read in UTC, whatever the machine's zone
         "log_results": False,
     }
+    if config.idle_wait_s > 0:  # the read of the queue waits for a job: no poll to sleep between reads
+        attributes["redis_pool"] = wakeup.WakingRedis.for_worker(
+            config.redis_url,
+            attributes["redis_settings"],
+            queue_key=queue.redis_key,
+            idle_wait_s=config.idle_wait_s,
+            job_serializer=attributes["job_serializer"],
+            job_deserializer=attributes["job_deserializer"],
+        )
+        attributes["poll_delay"] = wakeup.LOOP_DELAY_S
     return type(queue.worker_class_name, (), attributes)
 
 
@@ -250,6 +263,8 @@ async def _start_runtime(
         pause=pause,
     )
     ctx[RUNTIME_KEY] = runtime
+    if isinstance(ctx["redis"], wakeup.WakingRedis):
+        ctx["redis"].busy = lambda: bool(running_ids)
     if crons:  # what the dashboard's cron ledger reads; a worker that cannot write it still runs
         try:
             await store.cron.declare_schedules(pool, [cron_catchup.declared(c) for c in crons])

@@ -122,7 +122,9 @@ def sample_worker_settings(redis_url: str, database_url: str, *, with_crons: boo
         outbox_sweep_interval_s=0.2,
         configure_logging=False,
         event_loop_stall_s=None,  # in-process: the watchdog would end pytest itself
-        **config,
+        # most of these workers run in burst mode, which ends when a read finds the queue empty: a read
+        # that waits would only delay that (tests/test_wakeup.py runs the wait; real processes use it)
+        **{"idle_wait_s": 0.0, **config},
     )
     return worker_settings(
         app.TESTQ, jobs=jobs, crons=crons if with_crons else [], config=settings, services=app.open_services

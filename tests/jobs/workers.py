@@ -24,6 +24,9 @@ async def run_app_workers(settings: Settings, queue: Queue, *, copies: int = 1, 
         configure_logging=False,
         poll_delay_s=0.01,
         event_loop_stall_s=None,  # in-process: the watchdog would end pytest itself
+        # burst workers end when a read finds the queue empty: a read that waits for a token would
+        # only delay that; the copies share one settings class, so they would share one client too
+        idle_wait_s=0,
     )
     worker_class = worker_settings(
         queue, jobs=jobs, config=config, services=lambda client: open_services(settings, client)
