@@ -6,6 +6,7 @@ a second run of the same job (a redelivery, a retry after a crash) find the emai
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -167,8 +168,25 @@ async def _summary_lines(ctx: JobContext[Services], user_id: int) -> list[str]:
     return [f"{unread} unread notification(s)"]
 
 
+def message_id(template: str, to: str, key: str) -> str:
+    """The same Message-ID for the same e-mail, on every attempt.
+
+    SMTP cannot be fenced: a worker killed after the server accepted a message and before the record of
+    it committed sends it again. Mail systems take two messages with one Message-ID as one, so a resend
+    is the same message, not a second one.
+    """
+    digest = hashlib.sha256("\0".join((template, to, key)).encode("utf-8", "surrogatepass")).hexdigest()
+    return f"<{digest[:40]}@millrace.local>"
+
+
 def render_email(
-    services: Services, template: str, *, to: str, context: dict[str, Any], attachments: Sequence[Attachment] = ()
+    services: Services,
+    template: str,
+    *,
+    to: str,
+    context: dict[str, Any],
+    attachments: Sequence[Attachment] = (),
+    message_id: str | None = None,
 ) -> EmailMessage:
     """The message, or GiveUp when the data cannot make one (a header value the email package refuses)."""
     env = services.templates
@@ -177,19 +195,25 @@ def render_email(
     text = env.get_template(f"emails/{template}.txt").render(context)
     html = env.get_template(f"emails/{template}.html").render(context)
     try:
-        return _message(subject, services.settings.email_from, to, text, html, attachments)
+        return _message(subject, services.settings.email_from, to, text, html, attachments, message_id)
     except ValueError as error:  # CR/LF in an address or an attachment's name: the same on every attempt
         raise GiveUp(f"cannot build this email: {error}") from None
 
 
 def _message(
-    subject: str, sender: str, to: str, text: str, html: str, attachments: Sequence[Attachment]
+    subject: str,
+    sender: str,
+    to: str,
+    text: str,
+    html: str,
+    attachments: Sequence[Attachment],
+    message_id: str | None,
 ) -> EmailMessage:
     message = EmailMessage()
     message["Subject"] = subject
     message["From"] = sender
     message["To"] = to
-    message["Message-ID"] = make_msgid(domain="millrace.local")
+    message["Message-ID"] = message_id or make_msgid(domain="millrace.local")
     message.set_content(text)
     message.add_alternative(html, subtype="html")
     for attachment in attachments:
@@ -209,7 +233,14 @@ async def send_once(
     attachments: Sequence[Attachment] = (),
 ) -> None:
     """Send unless this (template, recipient, key) was sent before; a concurrent run waits, then skips."""
-    message = render_email(ctx.services, template, to=to, context=context, attachments=attachments)
+    message = render_email(
+        ctx.services,
+        template,
+        to=to,
+        context=context,
+        attachments=attachments,
+        message_id=message_id(template, to, key),
+    )
     guard = {"template": template, "recipient": to, "idempotency_key": key}
     async with ctx.services.db.acquire() as conn, conn.transaction():
         if not await db.emails.lock_unsent(conn, **guard, job_id=ctx.job_id):

@@ -10,7 +10,7 @@ import pytest
 
 import db.users
 import queues
-from jobs.emails import render_email
+from jobs.emails import message_id, render_email
 from jobs.services import open_services
 from millrace import Pool, store
 from millrace.client import JobClient
@@ -64,3 +64,13 @@ async def test_templates_escape_html_and_refuse_missing_values(client: JobClient
     assert html is not None
     assert "&lt;script&gt;" in html.get_content()
     assert "<script>" not in html.get_content()
+
+
+def test_an_email_keeps_its_message_id_on_every_attempt() -> None:
+    """A resend after a kill is the same message to the mail system, not a second one."""
+    first = message_id("welcome", "ada@example.com", "user:1")
+    assert first == message_id("welcome", "ada@example.com", "user:1")
+    assert first != message_id("welcome", "ada@example.com", "user:2")
+    assert first != message_id("welcome", "bob@example.com", "user:1")
+    assert first.startswith("<")
+    assert first.endswith("@millrace.local>")
