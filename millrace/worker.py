@@ -81,7 +81,9 @@ class WorkerConfig:
     configure_logging: bool = True
     #: an idle worker waits this long for a producer's token before it reads its queue again
     #: (millrace.wakeup); 0 turns the wait off, and arq polls every `poll_delay_s` instead
-    idle_wait_s: float = wakeup.IDLE_WAIT_S
+    #: off by default until the liveness hand-on test holds with it on (see the #10 note); pass
+    #: wakeup.IDLE_WAIT_S to turn it on
+    idle_wait_s: float = 0.0
 
     def concurrency_of(self, queue: Queue) -> int:
         return (self.concurrency or {}).get(queue.name, queue.concurrency)
