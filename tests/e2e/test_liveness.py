@@ -52,6 +52,9 @@ async def test_a_killed_workers_job_runs_elsewhere_within_15_s_not_after_arqs_ti
     """GUARDED's timeout is 30 s: arq alone would wait 42 s for its in-progress mark to expire."""
     async with processes(database_url, redis_url, tmp_path) as start:
         workers = [start("arq", "tests.sample.worker.ShippedTimingWorker") for _ in range(2)]
+        # the bound counts from the kill with the survivor up: a worker slow to start (a loaded machine
+        # takes seconds to import it) would add its start-up to the hand-on
+        await wait_for(functools.partial(_live_workers, pool, 2), timeout_s=30, what="both workers to register")
         enqueued = await client.enqueue(app.GUARDED, app.SleepArgs(seconds=1))
         victim = await holder(pool, enqueued.id, workers)
         victim.kill()
@@ -60,7 +63,11 @@ async def test_a_killed_workers_job_runs_elsewhere_within_15_s_not_after_arqs_ti
         async def second_attempt_started() -> bool:
             return len(await effects(pool, "start")) == 2
 
-        await wait_for(second_attempt_started, timeout_s=HAND_ON_BOUND_S, what="the job to run on the other worker")
+        try:
+            await wait_for(second_attempt_started, timeout_s=HAND_ON_BOUND_S, what="the job to run on the other worker")
+        except AssertionError as error:
+            logs = "\n".join(f"--- worker {w.pid}\n{w.output()[-6000:]}" for w in workers)
+            raise AssertionError(f"{error}\n{logs}") from None
         handed_on_s = time.monotonic() - killed_at
         await status_is(pool, enqueued.id, "succeeded", timeout_s=10, what="the job to succeed")
     print(f"\nhanded on {handed_on_s:.1f} s after SIGKILL (shipped settings; bare arq: 42 s for this job)")
@@ -114,6 +121,10 @@ async def test_deploys_hand_the_job_back_without_spending_attempts(
     attempts = await store.jobs.list_attempts(pool, enqueued.id)
     assert [a.outcome for a in attempts] == ["interrupted"] * 3 + ["succeeded"]
     assert (await job(pool, enqueued.id)).counted_attempts == 1
+
+
+async def _live_workers(pool: Pool, n: int) -> bool:
+    return await pool.fetchval("SELECT count(*) FROM millrace_workers WHERE stopped_at IS NULL") >= n
 
 
 async def _starts(pool: Pool, n: int) -> bool:
