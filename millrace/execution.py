@@ -61,7 +61,7 @@ ARQ_TIMEOUT_GRACE_S = RATE_LIMIT_MAX_WAIT_S + CLAIM_PATIENCE_S + 5.0
 #: recording a corrupt payload is one database write
 CORRUPT_TIMEOUT_S = 5.0
 #: how long a cancelled attempt waits for its hand-back to be written; after that the reaper settles it
-RELEASE_WAIT_S = 5.0
+RELEASE_WAIT_S = 3.0
 #: arq refuses to run a job tried this often; the policy decides long before, this only bounds arq
 ARQ_MAX_TRIES = payload.MAX_JOB_TRY
 
@@ -331,6 +331,14 @@ def abort_running(abortable: dict[str, asyncio.Task[Any]], aborting: set[str], j
             aborting.add(job_id)
             log.warning("job_aborting", job_id=job_id)
             task.cancel()
+
+
+def cut_for_shutdown(abortable: dict[str, asyncio.Task[Any]], aborting: set[str]) -> int:
+    """Cancel the attempts still running when the deploy's grace is over: each hands its job back."""
+    cut = [task for job_id, task in abortable.items() if job_id not in aborting and not task.done()]
+    for task in cut:
+        task.cancel()
+    return len(cut)
 
 
 async def _record_abort(runtime: WorkerRuntime[Any], attempt: Attempt, started: float) -> None:

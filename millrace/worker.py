@@ -20,7 +20,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from millrace import admission, cron_catchup, execution, payload, store, wakeup
+from millrace import admission, cron_catchup, execution, payload, shutdown, store, wakeup
 from millrace.client import JobClient
 from millrace.declare import CronDefinition, JobDefinition
 from millrace.dropped import DroppedJobs
@@ -57,7 +57,8 @@ class WorkerConfig:
     poll_delay_s: float = 0.1
     keep_result_s: int = 3600
     #: on SIGTERM a worker takes no new job and gives running ones this long to finish before it
-    #: cancels them; keep it under the supervisor's own grace (Kubernetes: 30 s by default)
+    #: hands them back; the supervisor's own grace must exceed it by shutdown.ARQ_EXTRA_WAIT_S
+    #: (Kubernetes' default 30 s covers the 25 s here)
     shutdown_grace_s: int = 25
     #: how often each worker records that it is alive; the reaper judges the others at the same pace
     heartbeat_interval_s: float = 2.0
@@ -143,7 +144,8 @@ def worker_settings(
         "max_jobs": config.concurrency_of(queue),
         "poll_delay": config.poll_delay_s,
         "keep_result": config.keep_result_s,
-        "job_completion_wait": config.shutdown_grace_s,
+        # Millrace cuts the bodies at the grace (millrace.shutdown); arq's own cut must find nothing left
+        "job_completion_wait": config.shutdown_grace_s + shutdown.ARQ_EXTRA_WAIT_S,
         "job_serializer": dropped.serializer(),
         "job_deserializer": payload.worker_loads(known),
         "on_startup": on_startup,
@@ -265,6 +267,11 @@ async def _start_runtime(
         pause=pause,
     )
     ctx[RUNTIME_KEY] = runtime
+    grace = shutdown.ShutdownGrace(
+        grace_s=config.shutdown_grace_s, cut=lambda: execution.cut_for_shutdown(abortable, aborting)
+    )
+    if grace.install():
+        stack.callback(grace.uninstall)
     if isinstance(ctx["redis"], wakeup.WakingRedis):
         ctx["redis"].busy = lambda: bool(running_ids)
     if crons:  # what the dashboard's cron ledger reads; a worker that cannot write it still runs

@@ -114,6 +114,8 @@ async def test_deploys_hand_the_job_back_without_spending_attempts(
             await wait_for(functools.partial(_starts, pool, deploy + 1), timeout_s=20, what=f"start {deploy + 1}")
             worker.popen.send_signal(signal.SIGTERM)
             assert worker.popen.wait(timeout=20) == 0, worker.output()
+            # Millrace cut the body at the grace, before arq's own wait could cancel it mid-finish
+            assert "shutdown_grace_over" in worker.output(), worker.output()
             record = await job(pool, enqueued.id)
             assert (record.status, record.counted_attempts) == ("queued", 0), worker.output()
         start("arq", "tests.sample.worker.NoCronWorker")
@@ -124,7 +126,8 @@ async def test_deploys_hand_the_job_back_without_spending_attempts(
 
 
 async def _live_workers(pool: Pool, n: int) -> bool:
-    return await pool.fetchval("SELECT count(*) FROM millrace_workers WHERE stopped_at IS NULL") >= n
+    live: int = await pool.fetchval("SELECT count(*) FROM millrace_workers WHERE stopped_at IS NULL")
+    return live >= n
 
 
 async def _starts(pool: Pool, n: int) -> bool:
