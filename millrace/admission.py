@@ -30,9 +30,11 @@ log = structlog.get_logger("millrace.job")
 CLAIM_POSTPONE_S = 2.0
 #: a rate-limited job sleeps for a slot due within this long; a later one sends it back to Redis
 RATE_LIMIT_MAX_WAIT_S = 1.0
-#: how late a claim may make a rate-limited start before the slot is given up (for limits of more than 20
-#: calls a second, a claim often takes longer than their interval)
-SLOT_LATENESS_S = 0.05
+#: how late a claim may make a rate-limited start before the slot is given up, at least (for limits of
+#: more than 10 calls a second, a claim often takes longer than half their interval)
+SLOT_LATENESS_S = 0.025
+#: how many slots a job takes before it gives up starting on time and goes back to Redis
+SLOT_TRIES = 3
 
 
 @contextlib.asynccontextmanager
@@ -68,6 +70,9 @@ class ReservedSlot:
 async def reserve_slot(redis: ArqRedis, limit: RateLimit, args: Mapping[str, Any]) -> ReservedSlot:
     """This job's slot within `limit`; if none is due soon, the job goes back to Redis until about then."""
     key = limit.key_for(args)
+    # the slot's time on this clock, measured from before the request: Redis's answer may arrive late
+    # (a busy loop), and a slot placed after the answer would let the start drift past its time
+    asked_at = time.monotonic()
     try:
         slot = await limits.take(redis, limit, key, max_wait_s=RATE_LIMIT_MAX_WAIT_S)
     except OUTAGES as error:
@@ -75,7 +80,7 @@ async def reserve_slot(redis: ArqRedis, limit: RateLimit, args: Mapping[str, Any
         raise arq.worker.Retry(defer=CLAIM_POSTPONE_S) from error
     if not slot.reserved:
         raise arq.worker.Retry(defer=rate_limited(limit, slot.wait_s))
-    return ReservedSlot(limit=limit, key=key, start_at=time.monotonic() + slot.wait_s)
+    return ReservedSlot(limit=limit, key=key, start_at=asked_at + slot.wait_s)
 
 
 def rate_limited(limit: RateLimit, wait_s: float) -> float:
@@ -90,21 +95,27 @@ async def keep_slot(redis: ArqRedis, slot: ReservedSlot) -> float | None:
     """Sleep until the slot and return None; or, if the slot passed while the job was claimed and no
     fresh one is due soon, return how long the job should go back to Redis for.
 
-    A claim that took longer than the slot's wait must not start late, crowding the next slot's call.
-    Late by up to one interval (at least SLOT_LATENESS_S) is let through: a window of the limit's length
-    then holds at most that many calls more than the limit allows.
+    A claim that took longer than the slot's wait must not start late, crowding the next slot's call,
+    and neither must a sleep that a busy event loop ended late. Late by up to half an interval (at least
+    SLOT_LATENESS_S) is let through: a window of the limit's length then holds at most one call more
+    than the limit allows.
     """
+    allowed_lateness_s = max(slot.limit.interval_ms / 2000, SLOT_LATENESS_S)
     start_at = slot.start_at
-    if time.monotonic() - start_at > max(slot.limit.interval_ms / 1000, SLOT_LATENESS_S):
+    for _ in range(SLOT_TRIES):
+        await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+        if time.monotonic() - start_at <= allowed_lateness_s:
+            return None
+        asked_at = time.monotonic()
         try:
             fresh = await limits.take(redis, slot.limit, slot.key, max_wait_s=RATE_LIMIT_MAX_WAIT_S)
         except OUTAGES:
             fresh = limits.Slot(reserved=False, wait_s=CLAIM_POSTPONE_S)
         if not fresh.reserved:
             return rate_limited(slot.limit, fresh.wait_s)
-        start_at = time.monotonic() + fresh.wait_s
-    await asyncio.sleep(max(0.0, start_at - time.monotonic()))
-    return None
+        start_at = asked_at + fresh.wait_s
+    # the loop is too busy to start on time: the slot taken last is given up, unused, like a late one
+    return rate_limited(slot.limit, slot.limit.interval_ms / 1000)
 
 
 async def hold_off(redis: ArqRedis, slot: ReservedSlot, delay_s: float) -> None:

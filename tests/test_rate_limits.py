@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from millrace import JobClient, Pool, RateLimit
+from millrace.admission import ReservedSlot, keep_slot, reserve_slot
 from millrace.limits import hold_off, take
 from tests.conftest import RunWorker
 from tests.processes import wait_for
@@ -38,6 +39,24 @@ async def test_a_burst_starts_at_once_after_a_quiet_spell(client: JobClient) -> 
     assert waits[:4] == [0, 0, 0, 0]
     assert 0.05 < waits[4] <= 0.1
     assert waits[5] > waits[4]
+
+
+async def test_a_start_late_for_its_slot_takes_a_fresh_one(client: JobClient) -> None:
+    """A claim that outlasted the slot's wait (or a busy loop) must not start late beside the next slot."""
+    limit = fresh(calls=20)
+    late = await reserve_slot(client.redis, limit, {})
+    await asyncio.sleep(0.2)  # four intervals past the slot
+    assert await keep_slot(client.redis, late) is None
+    # a fresh slot was taken and waited for: the limit's next slot after the late one is now taken too
+    assert (await take(client.redis, limit, limit.key_for({}), max_wait_s=10)).wait_s > 0
+
+
+async def test_a_slot_on_time_is_kept(client: JobClient) -> None:
+    limit = fresh(calls=20)
+    slot = ReservedSlot(limit=limit, key=limit.key_for({}), start_at=time.monotonic() + 0.01)
+    assert await keep_slot(client.redis, slot) is None
+    # no fresh slot was taken: the limit is untouched
+    assert (await take(client.redis, limit, limit.key_for({}), max_wait_s=10)).wait_s == 0
 
 
 async def test_a_slot_too_far_away_is_not_reserved(client: JobClient) -> None:

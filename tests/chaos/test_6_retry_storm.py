@@ -23,8 +23,9 @@ OUTAGE_S = pick(20, 300)
 LOAD_PER_S = 10
 WORKERS = 3
 FINISH_BOUND_S = 600
-#: a window may catch one call more than the limit: a start may be up to one interval late (see
-#: admission.keep_slot), and its call then falls beside the next slot's
+#: a window may catch one call more than the limit: a start may be up to half an interval late, plus
+#: what the event loop adds before the body's first line (see admission.keep_slot), and its call then
+#: falls beside the next slot's
 EDGE_CALLS = 1
 #: One-second windows are counted on the time each call was sent (it says so in a header), which is what
 #: the limit spaces: the stand-in provider stamps arrivals in a thread of the busy test process, and with
