@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from arq.connections import ArqRedis
 
+from millrace import partition
 from millrace.outages import OUTAGES
 
 log = structlog.get_logger(__name__)
@@ -67,14 +69,26 @@ return 0
 @dataclass(frozen=True, slots=True)
 class Cap:
     """At most `limit` jobs run at once under `name`, across every worker. Jobs (and queues) that name
-    the same cap share it."""
+    the same cap share it.
+
+    With `per_arg`, each value of that job argument has a cap of its own: `Cap("share", 3,
+    per_arg="tenant_id")` lets no tenant hold more than 3 of a queue's places, so one tenant's burst
+    leaves the others room (its extra jobs wait in Redis, uncounted, and come back later).
+    """
 
     name: str
     limit: int
+    per_arg: str | None = None
 
     def __post_init__(self) -> None:
         if self.limit < 1:
             raise ValueError(f"cap {self.name!r}: the limit must be at least 1")
+
+    def for_args(self, args: Mapping[str, Any]) -> Cap:
+        """The cap a job with these arguments runs under: this one, or its argument's own."""
+        if self.per_arg is None:
+            return self
+        return Cap(f"{self.name}:{partition.value_key(args, self.per_arg)}", self.limit)
 
     @property
     def key(self) -> str:

@@ -152,7 +152,8 @@ def job_handler(definition: JobDefinition[Any, Any]) -> Callable[..., Awaitable[
         )
         runtime, limit = arq_job.runtime, definition.rate_limit
         hold_if_paused(runtime.pause)
-        async with admission.places(runtime.jobs.redis, definition.caps, parsed.record_id, runtime.worker_name):
+        job_caps = tuple(cap.for_args(parsed.args) for cap in definition.caps)
+        async with admission.places(runtime.jobs.redis, job_caps, parsed.record_id, runtime.worker_name):
             slot = None if limit is None else await admission.reserve_slot(runtime.jobs.redis, limit, parsed.args)
             await run_attempt(arq_job.runtime, intent, plan, slot=slot)
 

@@ -12,8 +12,6 @@ loop that asks again and again.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
+from millrace import partition
 from millrace.errors import RetryAfter
 
 _KEY_PREFIX = "millrace:rate:"
@@ -83,10 +82,7 @@ class RateLimit:
         """The Redis key of the limit a job with these arguments starts under."""
         if self.per_arg is None:
             return _KEY_PREFIX + self.name
-        value = json.dumps(args.get(self.per_arg), sort_keys=True)
-        if len(value) > 64:  # a long value (or a hostile one) is hashed: keys stay short
-            value = hashlib.sha256(value.encode()).hexdigest()[:32]
-        return f"{_KEY_PREFIX}{self.name}:{value}"
+        return f"{_KEY_PREFIX}{self.name}:{partition.value_key(args, self.per_arg)}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import pytest
 from millrace import JobClient, Pool, caps
 from millrace.caps import Cap, Full
 from millrace.queues import Queue
-from tests.conftest import RunWorker
+from tests.conftest import RunWorker, effects
 from tests.providers import provider_server
 from tests.sample import app
 
@@ -78,3 +78,30 @@ async def test_three_workers_never_run_more_than_the_cap_and_spend_no_attempt_wa
     statuses = await pool.fetch("SELECT status, attempts FROM millrace_jobs")
     assert {(r["status"], r["attempts"]) for r in statuses} == {("succeeded", 1)}
     assert await caps.holders(client.redis, app.PROVIDER_CAP) == []
+
+
+def test_a_cap_per_argument_gives_each_value_its_own() -> None:
+    share = Cap("share", 3, per_arg="tenant_id")
+    acme, globex = share.for_args({"tenant_id": "acme"}), share.for_args({"tenant_id": "globex"})
+    assert acme != globex
+    assert acme == share.for_args({"tenant_id": "acme", "other": 1})
+    assert (acme.limit, acme.per_arg) == (3, None)
+    assert len(share.for_args({"tenant_id": "x" * 10_000}).key) < 100  # a hostile value is hashed
+    assert Cap("one", 1).for_args({"tenant_id": "acme"}) == Cap("one", 1)
+
+
+async def test_one_tenants_burst_leaves_room_for_the_others(
+    client: JobClient, pool: Pool, run_worker: RunWorker
+) -> None:
+    """Tenant A enqueues 40 jobs, then B 3: with no tenant holding more than 2 of the worker's 4 places,
+    B's jobs start among the first, not after A's burst (which alone would take 2 s)."""
+    for _ in range(40):
+        await client.enqueue(app.TENANT_WORK, app.TenantArgs(tenant="a", seconds=0.2))
+    b_jobs = {(await client.enqueue(app.TENANT_WORK, app.TenantArgs(tenant="b", seconds=0.2))).id for _ in range(3)}
+    await run_worker()
+    starts = [e["job_id"] for e in await effects(pool, "start")]
+    assert len(starts) == 43
+    b_ranks = [rank for rank, job_id in enumerate(starts) if job_id in b_jobs]
+    assert max(b_ranks) < 12, b_ranks
+    counted = await pool.fetchval("SELECT max(counted_attempts) FROM millrace_jobs")
+    assert counted == 1  # the jobs held back spent no attempt

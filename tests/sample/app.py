@@ -203,6 +203,22 @@ async def call_provider(ctx: JobContext[SampleServices], args: CallArgs) -> None
     response.raise_for_status()
 
 
+class TenantArgs(JobArgs):
+    tenant: str
+    seconds: float
+
+
+TENANT_WORK = JobRef("tenant_work", TESTQ, TenantArgs)
+#: a fair share: no tenant holds more than two of the queue's places, across every worker
+TENANT_SHARE = Cap("sample-tenant-share", 2, per_arg="tenant")
+
+
+@job(TENANT_WORK, retry=QUICK_RETRY, cap=TENANT_SHARE)
+async def tenant_work(ctx: JobContext[SampleServices], args: TenantArgs) -> None:
+    await note(ctx, "start")
+    await asyncio.sleep(args.seconds)
+
+
 CAPPED_CALL = JobRef("capped_call", TESTQ, CallArgs)
 #: at most two calls in flight, across every worker
 PROVIDER_CAP = Cap("sample-provider-cap", 2)
