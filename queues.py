@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from millrace.queues import Queue
 
-EMAILS = Queue(name="emails", concurrency=10, timeout_s=60)
+# A bound on the backlog: past it a sign-up answers 503 with Retry-After rather than pile up mail for
+# hours (and fill Redis); a bulk send goes through enqueue_many in batches well under it
+EMAILS = Queue(name="emails", concurrency=10, timeout_s=60, max_backlog=100_000)
 WEBHOOKS = Queue(name="webhooks", concurrency=20, timeout_s=30)
 NOTIFICATIONS = Queue(name="notifications", concurrency=10, timeout_s=30)
 INTEGRATIONS = Queue(name="integrations", concurrency=5, timeout_s=30)

@@ -31,6 +31,7 @@ from millrace.errors import (
     JobTimedOut,
     MillraceError,
     NotFound,
+    QueueFull,
     RetryAfter,
 )
 from millrace.limits import RateLimit
@@ -94,6 +95,7 @@ __all__ = [
     "Progress",
     "PruneJobRecordsArgs",
     "Queue",
+    "QueueFull",
     "RateLimit",
     "RetryAfter",
     "RetryPolicy",

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from millrace import operations, store
 from millrace.client import MAX_DELAY, JobClient
 from millrace.declare import JobRef
-from millrace.errors import InvalidJobArguments, NotFound
+from millrace.errors import InvalidJobArguments, NotFound, QueueFull
 from millrace.outages import OUTAGES
 from millrace.records import ALL_STATUSES, JobRecord
 from millrace.store.insights import JobFilter
@@ -275,7 +275,7 @@ async def cmd_enqueue(app: Application, args: argparse.Namespace) -> int:
         raise BadInput(f"--args is not JSON: {error}") from None
     job_args = ref.validate(raw)
     async with JobClient.open(redis_url=app.redis_url, database_url=app.database_url) as client:
-        enqueued = await client.enqueue(ref, job_args, delay_s=args.delay, job_key=args.key)
+        enqueued = await client.enqueue(ref, job_args, delay_s=args.delay, job_key=args.key, priority=args.priority)
     print(f"{enqueued.id} {'enqueued' if enqueued.created else 'already pending'} via {enqueued.via}")
     return 0
 
@@ -322,6 +322,9 @@ def build_parser(prog: str = "millrace") -> argparse.ArgumentParser:
     enqueue.add_argument("--args", default="{}", type=text, help="the job's arguments as JSON")
     enqueue.add_argument("--delay", type=delay, help="seconds before it may run")
     enqueue.add_argument("--key", type=text, help="job key: while a job with this key is pending, no second one")
+    enqueue.add_argument(
+        "--priority", type=int, default=0, help="seconds of head start over the queue's normal jobs (0 to 86400)"
+    )
     enqueue.set_defaults(run=cmd_enqueue)
     return parser
 
@@ -394,6 +397,9 @@ def run(
     except (BadInput, InvalidJobArguments, ValueError) as error:
         print(f"{prog}: {error}", file=sys.stderr)
         return 2
+    except QueueFull as error:
+        print(f"{prog}: {error}; try again in {error.retry_after_s:g} s", file=sys.stderr)
+        return 75  # EX_TEMPFAIL: the same command may succeed later
     except OUTAGES as error:
         # the error's type and message only: a DSN with its password must not reach the terminal's scrollback
         print(f"{prog}: cannot reach PostgreSQL or Redis ({type(error).__name__}: {error})", file=sys.stderr)

@@ -15,7 +15,7 @@ from arq.connections import ArqRedis
 from redis.asyncio import ConnectionPool
 from redis.exceptions import RedisError
 
-from millrace import dispatch, payload, store, tracing
+from millrace import backpressure, dispatch, payload, store, tracing
 from millrace.declare import JobArgs, JobRef
 from millrace.records import GroupStatus, JobRecord, NewJob, OutboxEntry
 from millrace.relay import deliver_all
@@ -27,6 +27,9 @@ log = structlog.get_logger(__name__)
 
 #: how far ahead a job may be scheduled; beyond it a delay is a mistake (and overflows dates)
 MAX_DELAY = timedelta(days=366)
+#: the longest head start: a day lets urgent work pass a day's backlog, and bounds how long a normal job
+#: can be passed by others. No negative one: a score in the future would hold a job back on an idle queue
+MAX_PRIORITY_S = 24 * 3600
 #: a producer must not hang on a Redis that does not answer: it falls back to the outbox instead
 _REDIS_CONNECT_TIMEOUT_S = 2.0
 #: a job key that a pending job holds and frees again at once: give up after this many tries
@@ -109,10 +112,28 @@ class JobClient:
         delay_s: float | None = None,
         run_at: datetime | None = None,
         job_key: str | None = None,
+        priority: int = 0,
+        wait_for_room_s: float = 0.0,
     ) -> EnqueuedJob:
-        """Enqueue the job; with `conn`, inside that open transaction (delivered only once it commits)."""
+        """Enqueue the job; with `conn`, inside that open transaction (delivered only once it commits).
+
+        `priority` is seconds of head start (0 to a day): the job starts before the queue's normal jobs
+        that have waited less than that, and after those that waited longer.
+
+        On a queue with a `max_backlog` that is full, waits up to `wait_for_room_s` for room, then raises
+        QueueFull (nothing is written then).
+        """
+        await backpressure.make_room(self.redis, ref.queue, 1, wait_s=wait_for_room_s)
         with tracing.publishing(ref.queue.name, ref.name) as published:
-            new = new_job(ref, args, delay_s=delay_s, run_at=run_at, job_key=job_key, trace_context=published.context)
+            new = new_job(
+                ref,
+                args,
+                delay_s=delay_s,
+                run_at=run_at,
+                job_key=job_key,
+                priority=priority,
+                trace_context=published.context,
+            )
             enqueued = await self._enqueue(new, conn)
             published.identify(enqueued.id)
             return enqueued
@@ -127,6 +148,7 @@ class JobClient:
         keys = list(job_keys) if job_keys is not None else [None] * len(many_args)
         if len(keys) != len(many_args):
             raise ValueError("give one job key (or None) per job")
+        await backpressure.make_room(self.redis, ref.queue, len(keys))
         with tracing.publishing(ref.queue.name, ref.name, jobs=len(keys)) as published:
             context = published.context
             new = [
@@ -148,6 +170,7 @@ class JobClient:
         workers. It reads the children's outcomes from wherever they wrote them. With no children, it is
         enqueued at once.
         """
+        await backpressure.make_room(self.redis, ref.queue, len(many_args))
         group_id = uuid.uuid4().hex
         with tracing.publishing(ref.queue.name, ref.name, jobs=len(many_args)) as published:
             context = published.context
@@ -231,6 +254,7 @@ class JobClient:
             run_at=new.run_at,
             enqueued_at=new.enqueued_at,
             trace_context=new.trace_context,
+            priority=new.priority,
         )
         try:
             await dispatch.push(self.redis, [dispatch.for_entry(entry)])
@@ -264,9 +288,12 @@ def new_job(
     delay_s: float | None = None,
     run_at: datetime | None = None,
     job_key: str | None = None,
+    priority: int = 0,
     trace_context: tracing.TraceContext | None = None,
 ) -> NewJob:
     """The record of a job about to be enqueued; raises InvalidJobArguments or ValueError on bad input."""
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= MAX_PRIORITY_S:
+        raise ValueError(f"priority must be whole seconds between 0 and {MAX_PRIORITY_S}")
     now = datetime.now(UTC)
     return NewJob(
         id=uuid.uuid4().hex,
@@ -277,6 +304,7 @@ def new_job(
         run_at=_run_at(now, delay_s, run_at),
         enqueued_at=now,
         trace_context=trace_context,
+        priority=priority,
     )
 
 

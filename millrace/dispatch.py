@@ -66,11 +66,25 @@ class Dispatch:
 
 
 def build(
-    *, redis_job_id: str, queue: str, function: str, arq_args: list[Any], enqueued_at: datetime, run_at: datetime | None
+    *,
+    redis_job_id: str,
+    queue: str,
+    function: str,
+    arq_args: list[Any],
+    enqueued_at: datetime,
+    run_at: datetime | None,
+    priority: int = 0,
 ) -> Dispatch:
-    """The one way to make a job for Redis: arq's record, due at `run_at` (or now), expiring by arq's rule."""
+    """The one way to make a job for Redis: arq's record, due at `run_at` (or now), expiring by arq's rule.
+
+    arq starts a queue's due jobs in the order of their scores, the times they fell due. A job due now
+    with a `priority` of N is scored N seconds earlier: it goes ahead of every normal job that has waited
+    less than N seconds, and behind those that waited longer, so no job waits forever (aging). A job
+    deferred to a later time keeps that time: an earlier score would start it early.
+    """
     now_ms = _ms(datetime.now(UTC))
-    score_ms = _ms(run_at) if run_at is not None else now_ms
+    due_ms = _ms(run_at) if run_at is not None else now_ms
+    score_ms = due_ms if due_ms > now_ms else due_ms - priority * 1000
     return Dispatch(
         redis_job_id=redis_job_id,
         queue=queue,
@@ -92,6 +106,7 @@ def for_entry(entry: OutboxEntry) -> Dispatch:
         ],
         enqueued_at=entry.enqueued_at,
         run_at=entry.run_at,
+        priority=entry.priority,
     )
 
 

@@ -91,3 +91,15 @@ class LeaseLost(MillraceError):
         self.job_id = job_id
         self.lease = lease
         super().__init__(f"job {job_id!r} was handed on: lease {lease} is no longer its own")
+
+
+class QueueFull(MillraceError):
+    """The queue holds its declared `max_backlog` already: the producer should come back later (a web
+    app answers 503 with `Retry-After: retry_after_s`)."""
+
+    def __init__(self, queue: str, backlog: int, max_backlog: int, retry_after_s: float) -> None:
+        self.queue = queue
+        self.backlog = backlog
+        self.max_backlog = max_backlog
+        self.retry_after_s = retry_after_s
+        super().__init__(f"queue {queue!r} is full: {backlog} jobs, at most {max_backlog}")

@@ -23,12 +23,17 @@ class Queue:
     timeout_s: float = 300
     #: at most this many of the queue's jobs run at once across every worker process (None: no cap)
     cap: int | None = None
+    #: producers are refused (errors.QueueFull) while Redis holds this many of the queue's jobs
+    #: (waiting, scheduled, retrying or running); None: no bound (see millrace.backpressure)
+    max_backlog: int | None = None
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
             raise ValueError(f"queue name {self.name!r} must be an identifier (it names a worker class)")
         if self.concurrency < 1:
             raise ValueError(f"queue {self.name!r}: concurrency must be at least 1")
+        if self.max_backlog is not None and self.max_backlog < 1:
+            raise ValueError(f"queue {self.name!r}: max_backlog must be at least 1")
 
     @property
     def shared_cap(self) -> Cap | None:

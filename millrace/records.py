@@ -36,6 +36,8 @@ class NewJob:
     group_id: str | None = None
     #: the W3C trace context it was enqueued under (millrace.tracing); None when nothing traced it
     trace_context: dict[str, str] | None = None
+    #: seconds of head start over the queue's normal jobs (millrace.dispatch.build)
+    priority: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,6 +169,7 @@ class OutboxEntry:
     run_at: datetime | None
     enqueued_at: datetime
     trace_context: dict[str, str] | None = None
+    priority: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -17,6 +17,8 @@ BAD_INPUT = [
     (["enqueue", "send_welcome_email", "--args", "[" * 100_000], "not JSON"),
     (["enqueue", "send_welcome_email", "--args", "{not json"], "not JSON"),
     (["enqueue", "no_such_job"], "no job named"),
+    (["enqueue", "send_welcome_email", "--args", '{"user_id": 1}', "--priority", "-5"], "priority"),
+    (["enqueue", "send_welcome_email", "--args", '{"user_id": 1}', "--priority", "high"], "--priority"),
     (["jobs", "list", "--limit", "-1"], "--limit"),
     (["jobs", "list", "--limit", "99999999999999999999"], "--limit"),
     (["jobs", "list", "--status", "everything"], "--status"),
@@ -47,7 +49,10 @@ async def test_undecodable_bytes_in_an_argument_are_refused(database_url: str, r
 
 
 async def test_a_good_enqueue_still_works(database_url: str, redis_url: str, pool: Pool) -> None:
-    code, out, _ = await millrace(database_url, redis_url, "enqueue", "send_welcome_email", "--args", '{"user_id": 1}')
+    code, out, _ = await millrace(
+        database_url, redis_url, "enqueue", "send_welcome_email", "--args", '{"user_id": 1}', "--priority", "60"
+    )
     assert code == 0
     assert "enqueued via redis" in out
     assert len(await store.jobs.list_jobs(pool)) == 1
+    assert await pool.fetchval("SELECT priority FROM millrace_jobs") == 60

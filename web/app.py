@@ -16,14 +16,14 @@ from pydantic import BaseModel
 import db.billing
 import db.users
 import millrace
-from millrace import OUTAGES, TRANSIENT_ERRORS, AlreadyExists, JobClient, NotFound, configure_logging
+from millrace import OUTAGES, TRANSIENT_ERRORS, AlreadyExists, JobClient, NotFound, QueueFull, configure_logging
 from millrace.storage import StorageUnavailable, open_storage
 from producers.emails import enqueue_admin_email, enqueue_password_reset_email, enqueue_welcome_email
 from producers.integrations import enqueue_crm_sync
 from settings import Settings
 from web import documents, files, imports, notifications, quotations, reports, webhooks
 from web.auth import CurrentUser, OperatorOnly, new_token, only_self, operator, operator_tries
-from web.errors import Problem, answers, on_database_away, on_storage_away, on_validation_error
+from web.errors import Problem, answers, on_database_away, on_queue_full, on_storage_away, on_validation_error
 from web.fields import Email, Line, PathId, only_query
 from web.limits import BodySizeLimit
 from web.operations import mount_operations
@@ -83,6 +83,7 @@ def create_app(settings: Settings) -> FastAPI:
         if issubclass(outage, Exception):
             app.add_exception_handler(outage, on_database_away)
     app.add_exception_handler(StorageUnavailable, on_storage_away)
+    app.add_exception_handler(QueueFull, on_queue_full)
     app.add_middleware(
         BodySizeLimit,
         default_bytes=settings.web_max_body_bytes,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import structlog
@@ -9,6 +10,8 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+
+from millrace import QueueFull
 
 log = structlog.get_logger(__name__)
 
@@ -82,4 +85,15 @@ async def on_storage_away(_request: Request, error: Exception) -> JSONResponse:
         Problem(detail="file storage is unavailable; try again shortly").model_dump(),
         status_code=503,
         headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+async def on_queue_full(_request: Request, error: Exception) -> JSONResponse:
+    """A queue at its declared max_backlog: the client comes back after Retry-After, nothing was written."""
+    assert isinstance(error, QueueFull)
+    log.warning("request_refused_queue_full", queue=error.queue, backlog=error.backlog)
+    return JSONResponse(
+        Problem(detail="too much work is waiting; try again shortly").model_dump(),
+        status_code=503,
+        headers={"Retry-After": str(math.ceil(error.retry_after_s))},
     )

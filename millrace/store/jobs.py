@@ -24,22 +24,22 @@ from millrace.text import storable_text
 #: the pending rule in SQL, from the one list of pending statuses; the key index's predicate must match it
 PENDING_SQL = "status IN (" + ", ".join(f"'{s}'" for s in PENDING_STATUSES) + ")"
 
-#: new jobs as rows named `new`, from `new_job_columns()` as $1..$9
+#: new jobs as rows named `new`, from `new_job_columns()` as $1..$10
 NEW_JOBS = """new AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::timestamptz[],
-                         $7::timestamptz[], $8::text[], $9::jsonb[])
-        AS n(id, queue, function, args, job_key, run_at, enqueued_at, group_id, trace_context))"""
+                         $7::timestamptz[], $8::text[], $9::jsonb[], $10::int[])
+        AS n(id, queue, function, args, job_key, run_at, enqueued_at, group_id, trace_context, priority))"""
 
 #: insert the rows of `new`, none whose job key a pending job holds; returns what an outbox row needs
 INSERT_NEW_JOBS = f"""
     INSERT INTO millrace_jobs (id, queue, function, args, job_key, status, run_at, enqueued_at, group_id,
-                               trace_context)
+                               trace_context, priority)
     SELECT id, queue, function, args, job_key,
            CASE WHEN run_at > enqueued_at THEN 'deferred' ELSE 'queued' END, run_at, enqueued_at, group_id,
-           trace_context
+           trace_context, priority
     FROM new
     ON CONFLICT (job_key) WHERE job_key IS NOT NULL AND {PENDING_SQL} DO NOTHING
-    RETURNING id, queue, function, args, attempt_base, run_at, enqueued_at, trace_context"""
+    RETURNING id, queue, function, args, attempt_base, run_at, enqueued_at, trace_context, priority"""
 
 
 def new_job_columns(jobs: Sequence[NewJob]) -> list[list[Any]]:
@@ -53,6 +53,7 @@ def new_job_columns(jobs: Sequence[NewJob]) -> list[list[Any]]:
         [j.enqueued_at for j in jobs],
         [j.group_id for j in jobs],
         [j.trace_context for j in jobs],
+        [j.priority for j in jobs],
     ]
 
 
@@ -180,7 +181,8 @@ async def mark_dead_requeued(conn: Executor, job_ids: Sequence[str]) -> list[Out
         """UPDATE millrace_jobs SET status = 'queued', attempt_base = attempts, counted_attempts = 0, run_at = NULL,
                   finished_at = NULL, job_key = NULL, abort_requested_at = NULL, updated_at = now()
            WHERE id = ANY($1::text[]) AND status = 'dead'
-           RETURNING id AS job_id, queue, function, args, attempt_base, run_at, now() AS enqueued_at, trace_context""",
+           RETURNING id AS job_id, queue, function, args, attempt_base, run_at, now() AS enqueued_at, trace_context,
+                     priority""",
         list(job_ids),
     )
     return [OutboxEntry(**dict(r)) for r in rows]
@@ -228,7 +230,7 @@ async def mark_dropped(conn: Executor, *, job_id: str, queue: str, function: str
     return bool(marked)
 
 
-_PENDING_ENTRY = "id AS job_id, queue, function, args, attempt_base, run_at, enqueued_at, trace_context"
+_PENDING_ENTRY = "id AS job_id, queue, function, args, attempt_base, run_at, enqueued_at, trace_context, priority"
 
 
 async def list_pending_quiet_since(

@@ -15,8 +15,9 @@ CHANNEL = "millrace_outbox"
 def _into_outbox(source: str) -> str:
     """The one insert into the outbox: from the rows named `source`, with a NOTIFY delivered at commit."""
     return f"""out AS (
-    INSERT INTO millrace_outbox (job_id, queue, function, args, attempt_base, run_at, enqueued_at, trace_context)
-    SELECT id, queue, function, args, attempt_base, run_at, enqueued_at, trace_context FROM {source}
+    INSERT INTO millrace_outbox (job_id, queue, function, args, attempt_base, run_at, enqueued_at, trace_context,
+                                 priority)
+    SELECT id, queue, function, args, attempt_base, run_at, enqueued_at, trace_context, priority FROM {source}
     RETURNING job_id, queue)
 SELECT job_id, pg_notify('{CHANNEL}', queue) FROM out"""
 
@@ -25,8 +26,8 @@ _INSERT_JOBS_WITH_OUTBOX = f"WITH {NEW_JOBS}, job AS ({INSERT_NEW_JOBS}), {_into
 
 _INSERT_ENTRIES = f"""WITH entry AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::timestamptz[],
-                         $7::timestamptz[], $8::jsonb[])
-        AS e(id, queue, function, args, attempt_base, run_at, enqueued_at, trace_context)),
+                         $7::timestamptz[], $8::jsonb[], $9::int[])
+        AS e(id, queue, function, args, attempt_base, run_at, enqueued_at, trace_context, priority)),
 {_into_outbox("entry")}"""
 
 
@@ -52,6 +53,7 @@ async def insert_entries(conn: Executor, entries: Sequence[OutboxEntry]) -> None
         [e.run_at for e in entries],
         [e.enqueued_at for e in entries],
         [e.trace_context for e in entries],
+        [e.priority for e in entries],
     )
 
 
@@ -64,7 +66,7 @@ async def claim_entries(conn: Executor, queues: list[str] | None, limit: int) ->
         """DELETE FROM millrace_outbox WHERE id IN (
                SELECT id FROM millrace_outbox WHERE ($1::text[] IS NULL OR queue = ANY($1))
                ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
-           RETURNING job_id, queue, function, args, attempt_base, run_at, enqueued_at, trace_context""",
+           RETURNING job_id, queue, function, args, attempt_base, run_at, enqueued_at, trace_context, priority""",
         queues,
         limit,
     )

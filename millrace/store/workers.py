@@ -48,7 +48,8 @@ WITH beat AS (
                                lease = j.lease + 1, run_at = NULL, updated_at = now()
     WHERE $4 AND j.status = 'in_progress' AND j.worker IS DISTINCT FROM $1
       AND NOT EXISTS (SELECT 1 FROM millrace_workers w WHERE w.id = j.worker AND {LIVE_WORKER_SQL})
-    RETURNING j.id, j.queue, j.function, j.args, j.attempt_base, j.enqueued_at, j.attempts, j.worker, j.status
+    RETURNING j.id, j.queue, j.function, j.args, j.attempt_base, j.enqueued_at, j.attempts, j.worker, j.status,
+              j.priority
 ), lost AS (
     UPDATE millrace_job_attempts a SET outcome = 'lost', error_type = 'WorkerLost',
         error_message = 'worker ' || coalesce(reaped.worker, '?') || ' went silent; '
@@ -62,22 +63,22 @@ WITH beat AS (
                                run_at = NULL, updated_at = now()
     WHERE j.worker = $1 AND j.status = 'in_progress' AND NOT (j.id = ANY($5::text[]))
       AND j.started_at < now() - make_interval(secs => $6)
-    RETURNING j.id, j.queue, j.function, j.args, j.attempt_base, j.enqueued_at, j.attempts
+    RETURNING j.id, j.queue, j.function, j.args, j.attempt_base, j.enqueued_at, j.attempts, j.priority
 ), abandoned AS (
     UPDATE millrace_job_attempts a SET outcome = 'interrupted', finished_at = now(), error_type = 'ClaimAbandoned',
         error_message = 'the claim was written but its answer was lost; the job went back to its queue'
     FROM orphaned WHERE a.job_id = orphaned.id AND a.attempt = orphaned.attempts AND a.outcome IS NULL
 ), handed AS (
-    SELECT id, queue, function, args, attempt_base, enqueued_at FROM reaped WHERE status = 'queued'
+    SELECT id, queue, function, args, attempt_base, enqueued_at, priority FROM reaped WHERE status = 'queued'
     UNION ALL
-    SELECT id, queue, function, args, attempt_base, enqueued_at FROM orphaned
+    SELECT id, queue, function, args, attempt_base, enqueued_at, priority FROM orphaned
 )
 SELECT (SELECT count(*) FROM beat) AS beaten, (SELECT count(*) FROM dead) AS declared_dead,
        EXISTS (SELECT 1 FROM millrace_queue_pauses p WHERE p.queue = $7) AS paused,
        array(SELECT j.id FROM millrace_jobs j
              WHERE j.id = ANY($5::text[]) AND j.worker = $1 AND j.status = 'in_progress'
                AND j.abort_requested_at IS NOT NULL) AS aborts,
-       id AS job_id, queue, function, args, attempt_base, enqueued_at
+       id AS job_id, queue, function, args, attempt_base, enqueued_at, priority
 FROM (SELECT 1) one LEFT JOIN handed ON true
 """
 #: a claim this old with nothing running it here was lost on its way back (see `orphaned` above)
@@ -140,6 +141,7 @@ async def beat(
             attempt_base=r["attempt_base"],
             run_at=None,
             enqueued_at=r["enqueued_at"],
+            priority=r["priority"],
         )
         for r in rows
         if r["job_id"] is not None

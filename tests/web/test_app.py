@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from millrace import Pool, store
+from millrace import JobClient, Pool, store
+from queues import EMAILS
 from tests.web.conftest import OPERATOR_PASSWORD
 
 
@@ -36,3 +37,22 @@ async def test_status_page_shows_queue_counts(http: httpx.AsyncClient) -> None:
     counts = (await http.get("/status/", params={"format": "json"}, auth=operator)).json()
     (emails,) = [q for q in counts["queues"] if q["queue"] == "emails"]
     assert emails["queued"] == 2  # welcome and admin emails; no worker runs in this test
+
+
+async def test_a_full_queue_answers_503_with_retry_after_and_keeps_nothing(
+    http: httpx.AsyncClient, pool: Pool, client: JobClient
+) -> None:
+    """The emails queue holds its max_backlog (stand-in jobs in Redis): a sign-up, whose welcome email
+    would go there, is refused whole, its user rolled back with the job."""
+    backlog = EMAILS.max_backlog
+    assert backlog is not None
+    for start in range(0, backlog, 10_000):
+        await client.redis.zadd(EMAILS.redis_key, {f"stand-in-{n}": 0 for n in range(start, start + 10_000)})
+    answer = await http.post("/users", json={"email": "late@example.com", "name": "Late"})
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "5"
+    assert answer.json() == {"detail": "too much work is waiting; try again shortly"}
+    assert await pool.fetchval("SELECT count(*) FROM users WHERE email = 'late@example.com'") == 0
+    assert await store.jobs.list_jobs(pool) == []
+    await client.redis.delete(EMAILS.redis_key)
+    assert (await http.post("/users", json={"email": "late@example.com", "name": "Late"})).status_code == 201
