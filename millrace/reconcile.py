@@ -102,14 +102,12 @@ class Reconciler:
     async def run_once(self) -> int:
         """A pass, unless another worker of the queue is in one; returns how many jobs it put back."""
         lock_id = zlib.crc32(f"millrace:reconcile:{self._queue}".encode())
-        async with self._pool.acquire() as conn:
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_id):
+        # transaction-scoped: however the pass ends, the lock ends with it (the pool resets no session)
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", lock_id):
                 return 0
-            try:
-                restored = await reconcile_queue(self._pool, self._redis, self._queue, quiet_for=self._quiet_for)
-                await count_group_children(self._pool)
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", lock_id)
+            restored = await reconcile_queue(self._pool, self._redis, self._queue, quiet_for=self._quiet_for)
+            await count_group_children(self._pool)
         self.restored += restored
         return restored
 

@@ -9,8 +9,9 @@ due. An idle worker sends about two commands every IDLE_WAIT_S, and starts a job
 its enqueue.
 
 While the worker runs jobs, the wait is at most BUSY_WAIT_S: a job of its own that fails is put back
-by arq for a retry without a token, and must not wait long. A cron tick may start up to the wait late;
-arq's scheduler still runs it once.
+by arq for a retry without a token, and must not wait long. A cron tick starts at most 0.5 s late:
+arq's scheduler enqueues it as a deferred job up to 1 s ahead (two of its 0.5 s windows), on a turn of
+the loop, and a turn comes at least every IDLE_WAIT_S; the wait ends when the tick is due.
 """
 
 from __future__ import annotations

@@ -45,6 +45,8 @@ ServicesFactory = Callable[[JobClient], AbstractAsyncContextManager[S]]
 _STACK_KEY = "millrace_exit_stack"
 #: the longest pause between two tries of a Redis command while Redis is away
 REDIS_RETRY_CAP_S = 2.0
+#: with this many jobs running, a worker's record writer groups their writes (see recorder)
+LINGER_WHEN_RUNNING = 8
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,9 +84,7 @@ class WorkerConfig:
     configure_logging: bool = True
     #: an idle worker waits this long for a producer's token before it reads its queue again
     #: (millrace.wakeup); 0 turns the wait off, and arq polls every `poll_delay_s` instead
-    #: off by default until the liveness hand-on test holds with it on (see the #10 note); pass
-    #: wakeup.IDLE_WAIT_S to turn it on
-    idle_wait_s: float = 0.0
+    idle_wait_s: float = wakeup.IDLE_WAIT_S
 
     def concurrency_of(self, queue: Queue) -> int:
         return (self.concurrency or {}).get(queue.name, queue.concurrency)
@@ -220,7 +220,8 @@ async def _start_runtime(
     running_ids: set[str] = set()
     abortable: dict[str, asyncio.Task[Any]] = {}
     aborting: set[str] = set()
-    records = RecordWriter(pool)
+    # busy: enough jobs run that waiting a few milliseconds to write their records together costs nothing
+    records = RecordWriter(pool, busy=lambda: len(running_ids) >= LINGER_WHEN_RUNNING)
     liveness = Liveness(
         dsn=config.database_url,
         redis=jobs.redis,

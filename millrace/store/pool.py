@@ -30,8 +30,27 @@ async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
-    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection)
+async def _keep_session(_conn: asyncpg.Connection[Any]) -> None:
+    """No reset statement when a connection goes back to the pool (asyncpg still rolls back a transaction
+    left open, and forgets the borrower's listeners)."""
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, reset_sessions: bool = False) -> Pool:
+    """A pool with the codecs every repository relies on.
+
+    asyncpg's default reset (`pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`) costs a round
+    trip every time a connection goes back: as much as the record write it follows. Millrace leaves no
+    session state on a pooled connection (its locks are transaction-scoped, its LISTEN has a connection
+    of its own), so its pools skip it. An application that SETs, LISTENs or takes session advisory
+    locks on pooled connections passes `reset_sessions=True`.
+    """
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        reset=None if reset_sessions else _keep_session,
+    )
 
 
 async def connect(
