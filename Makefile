@@ -43,6 +43,7 @@ bench: install
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.heavy
 	$(BIN)/python -m bench.dashboard
+	$(BIN)/python -m bench.peers
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var
