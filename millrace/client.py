@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, TypeVar
 
+import asyncpg
 import structlog
 from arq.connections import ArqRedis
 from redis.asyncio import ConnectionPool
@@ -17,9 +18,11 @@ from redis.exceptions import RedisError
 
 from millrace import backpressure, dispatch, payload, store, tracing
 from millrace.declare import JobArgs, JobRef
+from millrace.group_commit import GroupCommit
 from millrace.records import GroupStatus, JobRecord, NewJob, OutboxEntry
 from millrace.relay import deliver_all
-from millrace.store.pool import Connection, Pool
+from millrace.store.pool import TRANSIENT_ERRORS, Connection, Pool
+from millrace.text import unstorable_text
 
 A = TypeVar("A", bound=JobArgs)
 B = TypeVar("B", bound=JobArgs)
@@ -32,6 +35,9 @@ MAX_DELAY = timedelta(days=366)
 MAX_PRIORITY_S = 24 * 3600
 #: a producer must not hang on a Redis that does not answer: it falls back to the outbox instead
 _REDIS_CONNECT_TIMEOUT_S = 2.0
+#: a job key is an identifier (an event id, "report:2026-12-05"), not a document; this keeps it well inside
+#: PostgreSQL's limit for an index entry (2,704 bytes) whatever its characters
+MAX_JOB_KEY_CHARS = 500
 #: a job key that a pending job holds and frees again at once: give up after this many tries
 _KEY_RACE_TRIES = 5
 
@@ -74,6 +80,8 @@ class JobClient:
     def __init__(self, *, redis: ArqRedis, pool: Pool) -> None:
         self.redis = redis
         self.pool = pool
+        #: direct enqueues from concurrent callers: one INSERT and one Redis call a batch
+        self.direct = GroupCommit(self._write_direct)
 
     @classmethod
     @asynccontextmanager
@@ -97,7 +105,11 @@ class JobClient:
             if pool is None:
                 assert database_url is not None
                 pool = await store.pool.create_pool(database_url)
-            yield cls(redis=redis, pool=pool)
+            client = cls(redis=redis, pool=pool)
+            try:
+                yield client
+            finally:
+                await client.direct.drain()
         finally:
             if own_pool and pool is not None:
                 await pool.close()
@@ -238,33 +250,58 @@ class JobClient:
         if conn is not None:
             job_id, created = await _insert(conn, new, with_outbox=True)
             return EnqueuedJob(id=job_id, created=created, via="outbox")
+        enqueued = await self.direct.submit(new)
+        return enqueued if enqueued is not None else await self._enqueue_alone(new)
+
+    async def _write_direct(self, batch: list[NewJob]) -> list[EnqueuedJob | None]:
+        """Write a batch of direct enqueues: one INSERT, then one Redis call. None for a job to be
+        enqueued alone: one whose key a pending job holds, or every job of a batch PostgreSQL refused."""
+        try:
+            async with self.pool.acquire() as own:
+                created = await store.jobs.insert_jobs(own, batch)
+        except (asyncpg.PostgresError, ValueError, TypeError) as error:  # refused, or a value asyncpg can't encode
+            away = isinstance(error, TRANSIENT_ERRORS) and not isinstance(error, ValueError)
+            if len(batch) == 1 or away:
+                raise
+            # a value one job carries spoils the statement for all: each alone, so only its caller fails
+            log.warning("enqueue_batch_refused", jobs=len(batch), error=repr(error))
+            return [None] * len(batch)
+        fresh = [new for new in batch if new.id in created]
+        via = await self._deliver(fresh) if fresh else "redis"
+        return [EnqueuedJob(id=new.id, created=True, via=via) if new.id in created else None for new in batch]
+
+    async def _enqueue_alone(self, new: NewJob) -> EnqueuedJob:
         async with self.pool.acquire() as own:
             job_id, created = await _insert(own, new, with_outbox=False)
         if not created:
             return EnqueuedJob(id=job_id, created=False, via="redis")
-        return await self._push_or_hand_to_relay(new)
+        return EnqueuedJob(id=new.id, created=True, via=await self._deliver([new]))
 
-    async def _push_or_hand_to_relay(self, new: NewJob) -> EnqueuedJob:
-        entry = OutboxEntry(
-            job_id=new.id,
-            queue=new.queue,
-            function=new.function,
-            args=new.args,
-            attempt_base=0,
-            run_at=new.run_at,
-            enqueued_at=new.enqueued_at,
-            trace_context=new.trace_context,
-            priority=new.priority,
-        )
+    async def _deliver(self, jobs: list[NewJob]) -> Literal["redis", "outbox"]:
+        """Push recorded jobs to Redis; if Redis is away, hand them to the relay rather than lose them."""
+        entries = [_entry_of(new) for new in jobs]
         try:
-            await dispatch.push(self.redis, [dispatch.for_entry(entry)])
+            await dispatch.push(self.redis, [dispatch.for_entry(entry) for entry in entries])
         except (RedisError, OSError) as error:
-            # the record is written: let the relay deliver it when Redis is back, rather than lose it
-            log.warning("job_push_failed_handed_to_relay", job_id=new.id, error=repr(error))
+            log.warning("job_push_failed_handed_to_relay", job_ids=[new.id for new in jobs], error=repr(error))
             async with self.pool.acquire() as own:
-                await store.outbox.insert_entries(own, [entry])
-            return EnqueuedJob(id=new.id, created=True, via="outbox")
-        return EnqueuedJob(id=new.id, created=True, via="redis")
+                await store.outbox.insert_entries(own, entries)
+            return "outbox"
+        return "redis"
+
+
+def _entry_of(new: NewJob) -> OutboxEntry:
+    return OutboxEntry(
+        job_id=new.id,
+        queue=new.queue,
+        function=new.function,
+        args=new.args,
+        attempt_base=0,
+        run_at=new.run_at,
+        enqueued_at=new.enqueued_at,
+        trace_context=new.trace_context,
+        priority=new.priority,
+    )
 
 
 async def _insert(conn: Connection, new: NewJob, *, with_outbox: bool) -> tuple[str, bool]:
@@ -294,6 +331,8 @@ def new_job(
     """The record of a job about to be enqueued; raises InvalidJobArguments or ValueError on bad input."""
     if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= MAX_PRIORITY_S:
         raise ValueError(f"priority must be whole seconds between 0 and {MAX_PRIORITY_S}")
+    if job_key is not None:
+        _check_job_key(job_key)
     now = datetime.now(UTC)
     return NewJob(
         id=uuid.uuid4().hex,
@@ -306,6 +345,16 @@ def new_job(
         trace_context=trace_context,
         priority=priority,
     )
+
+
+def _check_job_key(job_key: str) -> None:
+    if not isinstance(job_key, str) or not job_key:
+        raise ValueError("job_key must be a non-empty string")
+    problem = unstorable_text(job_key)
+    if problem is None and len(job_key) > MAX_JOB_KEY_CHARS:
+        problem = f"longer than {MAX_JOB_KEY_CHARS} characters"
+    if problem is not None:
+        raise ValueError(f"job_key cannot be stored: {problem}")
 
 
 def _run_at(now: datetime, delay_s: float | None, run_at: datetime | None) -> datetime | None:
