@@ -212,14 +212,20 @@ async def run_attempt(
     With a rate limit's `slot`, the body starts no sooner: the claim's own time is spent in the wait, so
     the calls the body makes keep the slots' spacing.
     """
-    with structlog.contextvars.bound_contextvars(job=intent.function, job_id=intent.record_id, queue=intent.queue):
-        claim = await _claim(runtime, intent)
-        if isinstance(claim, Refused):
-            _refused(runtime, claim)  # raises Retry unless the job is finished for good
-            return
-        attempt = Attempt(intent=intent, attempt=claim.attempt, run_attempt=claim.counted_attempts, lease=claim.lease)
-        with structlog.contextvars.bound_contextvars(attempt=attempt.attempt):
-            retry_in_s = await _run_claimed(runtime, attempt, plan, slot)
+    runtime.in_hand.count += 1
+    try:
+        with structlog.contextvars.bound_contextvars(job=intent.function, job_id=intent.record_id, queue=intent.queue):
+            claim = await _claim(runtime, intent)
+            if isinstance(claim, Refused):
+                _refused(runtime, claim)  # raises Retry unless the job is finished for good
+                return
+            attempt = Attempt(
+                intent=intent, attempt=claim.attempt, run_attempt=claim.counted_attempts, lease=claim.lease
+            )
+            with structlog.contextvars.bound_contextvars(attempt=attempt.attempt):
+                retry_in_s = await _run_claimed(runtime, attempt, plan, slot)
+    finally:
+        runtime.in_hand.count -= 1
     if retry_in_s is not None:
         raise arq.worker.Retry(defer=retry_in_s)
 

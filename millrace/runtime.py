@@ -32,6 +32,14 @@ class RunningAttempt:
     lease: int
 
 
+@dataclass(slots=True)
+class InHand:
+    """How many attempts the worker holds now, from the moment arq hands a job over until its end is on
+    record: those waiting for their claim's record count too, where `running` knows only claimed ones."""
+
+    count: int = 0
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerRuntime(Generic[S]):
     queue: Queue
@@ -52,6 +60,7 @@ class WorkerRuntime(Generic[S]):
     abortable: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     #: job ids among them whose abort was asked for and whose task is cancelled (execution.abort_running)
     aborting: set[str] = field(default_factory=set)
+    in_hand: InHand = field(default_factory=InHand)
     #: whether the queue is paused, as the heartbeat last heard
     pause: QueuePause = field(default_factory=QueuePause)
 

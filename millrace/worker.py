@@ -33,7 +33,7 @@ from millrace.queues import Queue
 from millrace.reconcile import Reconciler
 from millrace.recorder import RecordWriter
 from millrace.relay import OutboxRelay
-from millrace.runtime import RUNTIME_KEY, RunningAttempt, WorkerRuntime, worker_name
+from millrace.runtime import RUNTIME_KEY, InHand, RunningAttempt, WorkerRuntime, worker_name
 from millrace.store.pool import Pool
 from millrace.watchdog import Watchdog
 
@@ -46,7 +46,7 @@ _STACK_KEY = "millrace_exit_stack"
 #: the longest pause between two tries of a Redis command while Redis is away
 REDIS_RETRY_CAP_S = 2.0
 #: with this many jobs running, a worker's record writer groups their writes (see recorder)
-LINGER_WHEN_RUNNING = 8
+LINGER_WHEN_RUNNING = 2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -220,8 +220,9 @@ async def _start_runtime(
     running_ids: set[str] = set()
     abortable: dict[str, asyncio.Task[Any]] = {}
     aborting: set[str] = set()
-    # busy: enough jobs run that waiting a few milliseconds to write their records together costs nothing
-    records = RecordWriter(pool, busy=lambda: len(running_ids) >= LINGER_WHEN_RUNNING)
+    in_hand = InHand()
+    # busy: enough jobs in hand that waiting a few milliseconds to write their records together costs nothing
+    records = RecordWriter(pool, busy=lambda: in_hand.count >= LINGER_WHEN_RUNNING)
     liveness = Liveness(
         dsn=config.database_url,
         redis=jobs.redis,
@@ -263,6 +264,7 @@ async def _start_runtime(
         recheck_held_s=config.silent_after_s,
         running=running,
         running_ids=running_ids,
+        in_hand=in_hand,
         abortable=abortable,
         aborting=aborting,
         pause=pause,

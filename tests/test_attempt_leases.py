@@ -198,3 +198,37 @@ async def test_closing_the_writer_writes_the_batch_in_flight(pool: Pool) -> None
     await writer.close()
     assert await finishing
     assert (await store.jobs.get_job(pool, "j")).status == "succeeded"
+
+
+async def claim_at_a_steady_rate(writer: RecordWriter, prefix: str, jobs: int, per_s: float) -> float:
+    """Claims from `jobs` tasks started `1 / per_s` apart, as arq starts jobs; the slowest claim's wait."""
+    waits: list[float] = []
+
+    async def one(n: int) -> None:
+        started = asyncio.get_running_loop().time()
+        assert isinstance(await writer.claim(request(f"{prefix}-{n}")), Claimed)
+        waits.append(asyncio.get_running_loop().time() - started)
+
+    tasks = []
+    for n in range(jobs):
+        tasks.append(asyncio.create_task(one(n)))
+        await asyncio.sleep(1 / per_s)
+    await asyncio.gather(*tasks)
+    return max(waits)
+
+
+async def test_a_busy_writer_groups_a_steady_stream_and_an_idle_one_writes_at_once(pool: Pool) -> None:
+    await register(pool, "w1")
+    busy = RecordWriter(pool, busy=lambda: True)
+    busy.start()
+    slowest_s = await claim_at_a_steady_rate(busy, "busy", 400, per_s=1000)
+    await busy.close()
+    # about 0.4 s of claims in batches of up to 15 ms: at most a few dozen statements, not 400
+    assert busy.batches_written <= 60
+    assert slowest_s < 1.0  # no claim is held much past the linger (generous: a loaded machine)
+
+    idle = RecordWriter(pool, busy=lambda: False)
+    idle.start()
+    await claim_at_a_steady_rate(idle, "idle", 20, per_s=1000)
+    await idle.close()
+    assert idle.batches_written >= 10  # not busy: every claim goes out as soon as the last write is back

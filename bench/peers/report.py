@@ -41,6 +41,9 @@ def summarize(raw: dict[str, Any]) -> dict[str, dict[str, float]]:
             "server_cpu_ms_per_job": _median(one, "server_cpu_ms_per_job"),
             "enqueue_per_s": _median(one + two, "enqueue_per_s"),
         }
+        if one and "db_transactions_per_job" in one[0]:
+            summary[key]["db_transactions_per_job"] = _median(one, "db_transactions_per_job")
+            summary[key]["db_transactions_per_job_two_workers"] = _median(two, "db_transactions_per_job")
         if runs["outbox_per_s"]:
             summary[key]["outbox_enqueue_per_s"] = statistics.median(runs["outbox_per_s"])
     return summary
@@ -80,6 +83,10 @@ def table(systems: list[System], summary: dict[str, dict[str, float]], header: s
         )
     lines.append("CPU: user+system time in the one-worker drain; servers: Redis, and Millrace's PostgreSQL backends")
     lines.append("Ratios: Millrace (wake-up on) ÷ the row; above 1: Millrace faster (jobs/s, enqueue) or dearer (CPU)")
+    for s in systems:
+        if "db_transactions_per_job" in summary[s.key]:
+            one, two = (summary[s.key][f] for f in ("db_transactions_per_job", "db_transactions_per_job_two_workers"))
+            lines.append(f"{s.label}: {one:.3f} database transactions per job with 1 worker, {two:.3f} with 2")
     outbox = [summary[s.key]["outbox_enqueue_per_s"] for s in systems if "outbox_enqueue_per_s" in summary[s.key]]
     if outbox:
         lines.append(f"Millrace enqueue inside a transaction of its own (the outbox): {outbox[0]:.0f} jobs/s")

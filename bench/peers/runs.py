@@ -114,6 +114,24 @@ class Bench:
             total += sum(cpu_seconds(r["pid"]) for r in rows)  # 0 where the server is on another machine
         return total
 
+    async def _transactions(self, env: dict[str, str], *, settle: bool = False) -> int | None:
+        """Millrace: the bench database's committed and rolled-back transactions so far, as PostgreSQL counts
+        them. A backend reports its counts when it ends (and now and then before): read after the workers
+        have exited, the count holds every statement of theirs."""
+        if "BENCH_DATABASE_NAME" not in env:
+            return None
+        if settle:
+            await asyncio.sleep(SETTLE_S)  # the workers' start-up statements are over, and not counted
+        admin = await asyncpg.connect(self.admin_url)
+        try:
+            count: int = await admin.fetchval(
+                "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1",
+                env["BENCH_DATABASE_NAME"],
+            )
+        finally:
+            await admin.close()
+        return count
+
     async def throughput(self, system: System, workers: int, stamps: int = 0) -> dict[str, Any]:
         """A drain of N jobs by `workers` processes; then, given `stamps`, the latency on the first of them."""
         jobs = self.workload.jobs
@@ -122,6 +140,7 @@ class Bench:
                 system, env, "produce", "--jobs", str(jobs), "--concurrency", str(self.workload.producer_concurrency)
             )
             running = await self._workers(system, env, workers)
+            transactions = await self._transactions(env, settle=True)
             try:
                 worker_cpu = sum(cpu_seconds(w.pid) for w in running)
                 server_cpu = await self._server_cpu(env)
@@ -137,6 +156,7 @@ class Bench:
                     await self._stamps(system, env, running[0], stamps)
             finally:
                 await asyncio.gather(*(w.stop() for w in running))
+            after = await self._transactions(env)
         figures = {
             "workers": workers,
             "jobs_per_s": jobs / seconds,
@@ -149,6 +169,9 @@ class Bench:
         }
         if recorded is not None:
             figures["records_succeeded"] = recorded
+        if transactions is not None and after is not None:
+            # every statement of the drain, the heartbeats' and the stamps' included; each is a round trip
+            figures["db_transactions_per_job"] = (after - transactions) / (jobs + stamps)
         return figures
 
     async def _records(self, env: dict[str, str], jobs: int) -> int | None:
