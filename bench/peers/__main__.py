@@ -13,6 +13,7 @@ to a fresh database on TEST_DATABASE_URL's server for each run.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import dataclasses
 import math
@@ -128,6 +129,10 @@ async def measure(workload: Workload, systems: list[System], rounds: int) -> tup
 
 
 def main() -> None:
+    # no options: the environment above sets the run; this only answers --help instead of starting one
+    argparse.ArgumentParser(
+        prog="python -m bench.peers", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
     configure_logging("console", "WARNING")  # the migrations of each fresh database say nothing
     began = time.monotonic()
     created = datetime.now(UTC)
