@@ -47,7 +47,8 @@ class EnqueuedJob:
     id: str
     #: False when a job with the same job key was already pending: `id` is that job's
     created: bool
-    #: "redis": in the queue now; "outbox": delivered by the relay once the transaction commits
+    #: "redis": in the queue now; "outbox": on record, delivered later: by the relay once the transaction
+    #: commits (or once Redis is back), or by the reconciler if the outbox could not be written either
     via: Literal["redis", "outbox"]
 
 
@@ -250,6 +251,10 @@ class JobClient:
         if conn is not None:
             job_id, created = await _insert(conn, new, with_outbox=True)
             return EnqueuedJob(id=job_id, created=created, via="outbox")
+        if new.job_key is not None:
+            # alone: its INSERT may wait on another transaction that holds the key, and must not hold a
+            # batch of other callers' jobs behind it
+            return await self._enqueue_alone(new)
         enqueued = await self.direct.submit(new)
         return enqueued if enqueued is not None else await self._enqueue_alone(new)
 
@@ -264,7 +269,8 @@ class JobClient:
             if len(batch) == 1 or away:
                 raise
             # a value one job carries spoils the statement for all: each alone, so only its caller fails
-            log.warning("enqueue_batch_refused", jobs=len(batch), error=repr(error))
+            # the error's type, not its message: PostgreSQL may quote the values it refused
+            log.warning("enqueue_batch_refused", jobs=len(batch), error_type=type(error).__name__)
             return [None] * len(batch)
         fresh = [new for new in batch if new.id in created]
         via = await self._deliver(fresh) if fresh else "redis"
@@ -284,8 +290,13 @@ class JobClient:
             await dispatch.push(self.redis, [dispatch.for_entry(entry) for entry in entries])
         except (RedisError, OSError) as error:
             log.warning("job_push_failed_handed_to_relay", job_ids=[new.id for new in jobs], error=repr(error))
-            async with self.pool.acquire() as own:
-                await store.outbox.insert_entries(own, entries)
+            try:
+                async with self.pool.acquire() as own:
+                    await store.outbox.insert_entries(own, entries)
+            except Exception:
+                # the jobs are on record, pending: the reconciler pushes what Redis lacks once it has been
+                # quiet a while. An error now would make callers enqueue them a second time
+                log.exception("job_left_to_the_reconciler", job_ids=[new.id for new in jobs])
             return "outbox"
         return "redis"
 

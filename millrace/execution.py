@@ -215,7 +215,7 @@ async def run_attempt(
     runtime.in_hand.count += 1
     try:
         with structlog.contextvars.bound_contextvars(job=intent.function, job_id=intent.record_id, queue=intent.queue):
-            claim = await _claim(runtime, intent)
+            claim = await _claim(runtime, intent, urgent=slot is not None)
             if isinstance(claim, Refused):
                 _refused(runtime, claim)  # raises Retry unless the job is finished for good
                 return
@@ -230,8 +230,9 @@ async def run_attempt(
         raise arq.worker.Retry(defer=retry_in_s)
 
 
-async def _claim(runtime: WorkerRuntime[Any], intent: Intent) -> Claimed | Refused:
-    """The attempt's claim; while PostgreSQL is away, the job goes back to Redis for a while."""
+async def _claim(runtime: WorkerRuntime[Any], intent: Intent, *, urgent: bool) -> Claimed | Refused:
+    """The attempt's claim; while PostgreSQL is away, the job goes back to Redis for a while. `urgent`: a
+    rate limit's slot is due, and a late start would give it up."""
     if intent.record_id in runtime.running_ids:  # a second copy of a job this worker runs now
         return Refused(status="in_progress")
     request = ClaimRequest(
@@ -246,7 +247,7 @@ async def _claim(runtime: WorkerRuntime[Any], intent: Intent) -> Claimed | Refus
     deadline = time.monotonic() + CLAIM_PATIENCE_S
     while True:
         try:
-            return await runtime.records.claim(request)
+            return await runtime.records.claim(request, urgent=urgent)
         except TRANSIENT_ERRORS as error:
             if time.monotonic() + delay_s > deadline:
                 log.warning("job_claim_postponed", error=repr(error), retry_in_s=CLAIM_POSTPONE_S)

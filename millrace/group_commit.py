@@ -10,6 +10,7 @@ The write answers every item of its batch, or raises; then every caller of that 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -32,13 +33,15 @@ class GroupCommit(Generic[T, R]):
         self.items_written = 0
 
     async def submit(self, item: T) -> R:
-        # a caller cancelled meanwhile does not stop the write: its item may go out all the same, as it
-        # might have had it been written alone
-        done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        """A caller cancelled before its batch is taken leaves nothing behind; once the batch is being
+        written, its item may go out all the same, as it might have had it been written alone."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[R] = loop.create_future()
         self._pending.append((item, done))
-        if self._task is None or self._task.done():
-            # started on the loop's next turn: the callers of this turn share the first batch
-            self._task = asyncio.create_task(self._run(), name="millrace-group-commit")
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            # started on the loop's next turn: the callers of this turn share the first batch. In a context
+            # of its own: not the first caller's trace span and log fields, which later batches outlive
+            self._task = loop.create_task(self._run(), name="millrace-group-commit", context=contextvars.Context())
         return await done
 
     async def drain(self) -> None:
@@ -48,8 +51,10 @@ class GroupCommit(Generic[T, R]):
 
     async def _run(self) -> None:
         while self._pending:
-            taken = self._pending[: self._max_batch]
+            taken = [(item, done) for item, done in self._pending[: self._max_batch] if not done.done()]
             del self._pending[: self._max_batch]
+            if not taken:
+                continue  # every caller of this batch gave up before it went out
             try:
                 answers = await self._write([item for item, _ in taken])
                 if len(answers) != len(taken):

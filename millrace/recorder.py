@@ -5,10 +5,11 @@ Events wait in memory while a write is in flight and go out together in the next
 with the load by itself: each kind costs one statement a batch, whatever the batch's size. That alone
 groups little: a write takes well under a millisecond, and arq starts a worker's jobs one by one, a
 Redis round trip apart (4 events a batch, 0.8 statements a job, in `python -m bench.peers`). So while the
-worker is busy (`busy()`) and events arrive fast, the writer lets the batch fill before each write, for
-as long as the current rate takes to bring LINGER_UNTIL_EVENTS, at most `linger_s`: a few milliseconds
-more per start and finish, where a queue is backlogged anyway, for a fifth of the statements and half of
-PostgreSQL's CPU per job. An idle worker's job is written at once.
+worker holds several attempts (`in_hand()`) and events arrive fast, the writer lets the batch fill before
+each write, for as long as the current rate takes to bring LINGER_UNTIL_EVENTS (or one event from each
+attempt in hand, if fewer), at most `linger_s`: a few milliseconds more per start and finish, where a
+queue is backlogged anyway, for a fifth of the statements and half of PostgreSQL's CPU per job. An idle
+worker's job is written at once, and so is an urgent claim (a rate limit's slot is due).
 
 A claim is what lets a body run, so its attempt is on record before the body starts: a job that kills
 its worker is counted, and cannot crash-loop unseen. Claims are not retried here: a claim that cannot be
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +44,10 @@ LINGER_S = 0.015
 LINGER_UNTIL_EVENTS = 64
 #: below this many events a second, a linger would gather too few to be worth its wait
 LINGER_FROM_EVENTS_PER_S = 300.0
+#: with fewer attempts in hand, nothing else could join the batch
+LINGER_FROM_IN_HAND = 2
+#: the rate is an average over about this long: a worker that went quiet comes back with a rate near zero
+RATE_WINDOW_S = 0.05
 
 
 @dataclass(slots=True)
@@ -61,12 +67,12 @@ class RecordWriter:
         *,
         max_batch: int = 1000,
         max_retry_delay_s: float = 5.0,
-        busy: Callable[[], bool] = lambda: False,
+        in_hand: Callable[[], int] = lambda: 0,
         linger_s: float = LINGER_S,
     ) -> None:
         self._pool = pool
         self._max_batch = max_batch
-        self._busy = busy
+        self._in_hand = in_hand
         self._linger_s = linger_s
         self._max_retry_delay_s = max_retry_delay_s
         self._pending: list[tuple[Event, asyncio.Future[Any]]] = []
@@ -76,7 +82,9 @@ class RecordWriter:
         #: events a second, as the last few writes saw them arrive
         self._rate = 0.0
         self._arrived = 0
-        self._last_write_at = time.monotonic()
+        self._measured_at = time.monotonic()
+        #: a claim that must not wait is pending
+        self._urgent = False
         self.batches_written = 0
         self.events_written = 0
         #: attempts whose end is on record: what a worker has done, as its heartbeat reports it
@@ -85,8 +93,10 @@ class RecordWriter:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="millrace-record-writer")
 
-    async def claim(self, request: ClaimRequest) -> Claimed | Refused:
-        """Claim a job for an attempt; raises what PostgreSQL raised if the claim could not be written."""
+    async def claim(self, request: ClaimRequest, *, urgent: bool = False) -> Claimed | Refused:
+        """Claim a job for an attempt; raises what PostgreSQL raised if the claim could not be written.
+        `urgent`: written without lingering (its rate limit's slot is due)."""
+        self._urgent = self._urgent or urgent
         result: Claimed | Refused = await self._submit(request)
         return result
 
@@ -130,10 +140,11 @@ class RecordWriter:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
+                self._measure_rate()
                 linger_s = self._linger_for_batch()
                 if linger_s > 0:
                     await asyncio.sleep(linger_s)
-                self._measure_rate()
+                self._urgent = False
                 taken = self._pending[: self._max_batch]
                 del self._pending[: self._max_batch]
                 await self._write_until_done(_sorted(taken))
@@ -141,21 +152,31 @@ class RecordWriter:
                 return
 
     def _linger_for_batch(self) -> float:
-        """How long to let the batch fill: as long as the current rate takes to bring LINGER_UNTIL_EVENTS,
-        at most `linger_s`; nothing when the worker is not busy, or events come too slowly to group."""
-        missing = LINGER_UNTIL_EVENTS - len(self._pending)
-        if self._closing or missing <= 0 or not self._busy() or self._rate < LINGER_FROM_EVENTS_PER_S:
+        """How long to let the batch fill: as long as the current rate takes to bring what can still come
+        (LINGER_UNTIL_EVENTS at most, one event for each attempt in hand that has none pending), at most
+        `linger_s`; nothing for an urgent claim, nor when events come too slowly to group."""
+        in_hand = self._in_hand()
+        missing = min(LINGER_UNTIL_EVENTS, in_hand) - len(self._pending)
+        if (
+            self._closing
+            or self._urgent
+            or in_hand < LINGER_FROM_IN_HAND
+            or missing <= 0
+            or self._rate < LINGER_FROM_EVENTS_PER_S
+        ):
             return 0.0
         return min(self._linger_s, missing / self._rate)
 
     def _measure_rate(self) -> None:
+        """Events a second, averaged over about RATE_WINDOW_S however often it is measured."""
         now = time.monotonic()
-        elapsed = now - self._last_write_at
-        if elapsed > 0:
-            # smoothed over a few writes; a worker that went quiet comes back with a rate near zero
-            self._rate = 0.5 * self._rate + 0.5 * (self._arrived / elapsed)
+        elapsed = now - self._measured_at
+        if elapsed <= 0:
+            return
+        weight = 1 - math.exp(-elapsed / RATE_WINDOW_S)
+        self._rate += weight * (self._arrived / elapsed - self._rate)
         self._arrived = 0
-        self._last_write_at = now
+        self._measured_at = now
 
     async def _write_until_done(self, batch: _Batch) -> None:
         size = len(batch)

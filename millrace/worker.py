@@ -45,8 +45,6 @@ ServicesFactory = Callable[[JobClient], AbstractAsyncContextManager[S]]
 _STACK_KEY = "millrace_exit_stack"
 #: the longest pause between two tries of a Redis command while Redis is away
 REDIS_RETRY_CAP_S = 2.0
-#: with this many jobs running, a worker's record writer groups their writes (see recorder)
-LINGER_WHEN_RUNNING = 2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -221,8 +219,7 @@ async def _start_runtime(
     abortable: dict[str, asyncio.Task[Any]] = {}
     aborting: set[str] = set()
     in_hand = InHand()
-    # busy: enough jobs in hand that waiting a few milliseconds to write their records together costs nothing
-    records = RecordWriter(pool, busy=lambda: in_hand.count >= LINGER_WHEN_RUNNING)
+    records = RecordWriter(pool, in_hand=lambda: in_hand.count)
     liveness = Liveness(
         dsn=config.database_url,
         redis=jobs.redis,

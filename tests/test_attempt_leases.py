@@ -219,7 +219,7 @@ async def claim_at_a_steady_rate(writer: RecordWriter, prefix: str, jobs: int, p
 
 async def test_a_busy_writer_groups_a_steady_stream_and_an_idle_one_writes_at_once(pool: Pool) -> None:
     await register(pool, "w1")
-    busy = RecordWriter(pool, busy=lambda: True)
+    busy = RecordWriter(pool, in_hand=lambda: 100)
     busy.start()
     slowest_s = await claim_at_a_steady_rate(busy, "busy", 400, per_s=1000)
     await busy.close()
@@ -227,8 +227,36 @@ async def test_a_busy_writer_groups_a_steady_stream_and_an_idle_one_writes_at_on
     assert busy.batches_written <= 60
     assert slowest_s < 1.0  # no claim is held much past the linger (generous: a loaded machine)
 
-    idle = RecordWriter(pool, busy=lambda: False)
+    idle = RecordWriter(pool, in_hand=lambda: 1)
     idle.start()
     await claim_at_a_steady_rate(idle, "idle", 20, per_s=1000)
     await idle.close()
-    assert idle.batches_written >= 10  # not busy: every claim goes out as soon as the last write is back
+    assert idle.batches_written >= 10  # one job in hand: every claim goes out as soon as the last write is back
+
+
+async def test_a_writer_does_not_wait_for_events_no_attempt_in_hand_can_send(pool: Pool) -> None:
+    """Two attempts in hand, both waiting on their claims: nothing else can join the batch, so it goes
+    out at once instead of lingering (which would hold a worker of concurrency 2 to a crawl)."""
+    await register(pool, "w1")
+    writer = RecordWriter(pool, in_hand=lambda: 2)
+    writer.start()
+    started = asyncio.get_running_loop().time()
+    for n in range(100):
+        await asyncio.gather(writer.claim(request(f"pair-{n}-a")), writer.claim(request(f"pair-{n}-b")))
+    elapsed_s = asyncio.get_running_loop().time() - started
+    await writer.close()
+    assert writer.batches_written == 100
+    assert elapsed_s < 1.0  # lingering 15 ms a pair would take 1.5 s; without it, a write's time a pair
+
+
+async def test_an_urgent_claim_is_written_without_lingering(pool: Pool) -> None:
+    await register(pool, "w1")
+    writer = RecordWriter(pool, in_hand=lambda: 100, linger_s=5.0)
+    writer.start()
+    await claim_at_a_steady_rate(writer, "warm", 300, per_s=1000)  # a rate worth lingering for
+    lingering = asyncio.create_task(writer.claim(request("ordinary")))
+    await asyncio.sleep(0.05)
+    assert not lingering.done()  # an ordinary claim waits for its batch to fill (up to 5 s here)
+    assert isinstance(await asyncio.wait_for(writer.claim(request("urgent"), urgent=True), 2.0), Claimed)
+    assert isinstance(await lingering, Claimed)  # it went out with the urgent one
+    await writer.close()

@@ -4,6 +4,7 @@ caller would have had alone: its own id, its job key's answer, its own error."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 from pathlib import Path
 
@@ -118,7 +119,7 @@ async def test_postgresql_away_fails_every_caller_of_the_batch(redis_url: str, d
     assert await queued_ids(redis_url) == set()
 
 
-async def test_a_cancelled_caller_does_not_spoil_the_batch() -> None:
+async def test_a_caller_cancelled_before_its_batch_leaves_nothing_and_spoils_nothing() -> None:
     written: list[list[int]] = []
     gate = asyncio.Event()
 
@@ -132,12 +133,26 @@ async def test_a_cancelled_caller_does_not_spoil_the_batch() -> None:
     await asyncio.sleep(0)  # the first batch is in flight
     rest = [asyncio.create_task(commits.submit(n)) for n in (2, 3, 4)]
     await asyncio.sleep(0)
-    rest[1].cancel()
+    rest[1].cancel()  # waits behind the batch in flight: not written
+    first.cancel()  # its batch is being written: it goes out all the same
     gate.set()
-    assert await first == 10
     assert [await rest[0], await rest[2]] == [20, 40]
-    assert written == [[1], [2, 3, 4]]  # the cancelled caller's item was written all the same
+    assert written == [[1], [2, 4]]
     await commits.drain()
+
+
+async def test_the_writing_task_does_not_carry_the_first_callers_context() -> None:
+    request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")
+    seen: list[str] = []
+
+    async def write(batch: list[int]) -> list[int]:
+        seen.append(request_id.get())
+        return batch
+
+    commits: GroupCommit[int, int] = GroupCommit(write)
+    request_id.set("first caller's")
+    await commits.submit(1)
+    assert seen == ["none"]
 
 
 async def test_a_write_that_raises_answers_every_caller_and_the_next_batch_goes_on() -> None:
