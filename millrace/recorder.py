@@ -7,9 +7,10 @@ groups little: a write takes well under a millisecond, and arq starts a worker's
 Redis round trip apart (4 events a batch, 0.8 statements a job, in `python -m bench.peers`). So while the
 worker holds several attempts (`in_hand()`) and events arrive fast, the writer lets the batch fill before
 each write, for as long as the current rate takes to bring LINGER_UNTIL_EVENTS (or one event from each
-attempt in hand, if fewer), at most `linger_s`: a few milliseconds more per start and finish, where a
-queue is backlogged anyway, for a fifth of the statements and half of PostgreSQL's CPU per job. An idle
-worker's job is written at once, and so is an urgent claim (a rate limit's slot is due).
+attempt the worker may hold, `max_in_hand`, if fewer), at most `linger_s`: a few milliseconds more per
+start and finish, where a queue is backlogged anyway, for a fifth of the statements and half of
+PostgreSQL's CPU per job. An idle worker's job is written at once, and so is an urgent claim (a rate
+limit's slot is due).
 
 A claim is what lets a body run, so its attempt is on record before the body starts: a job that kills
 its worker is counted, and cannot crash-loop unseen. Claims are not retried here: a claim that cannot be
@@ -68,11 +69,13 @@ class RecordWriter:
         max_batch: int = 1000,
         max_retry_delay_s: float = 5.0,
         in_hand: Callable[[], int] = lambda: 0,
+        max_in_hand: int = LINGER_UNTIL_EVENTS,
         linger_s: float = LINGER_S,
     ) -> None:
         self._pool = pool
         self._max_batch = max_batch
         self._in_hand = in_hand
+        self._max_in_hand = max_in_hand
         self._linger_s = linger_s
         self._max_retry_delay_s = max_retry_delay_s
         self._pending: list[tuple[Event, asyncio.Future[Any]]] = []
@@ -152,11 +155,15 @@ class RecordWriter:
                 return
 
     def _linger_for_batch(self) -> float:
-        """How long to let the batch fill: as long as the current rate takes to bring what can still come
-        (LINGER_UNTIL_EVENTS at most, one event for each attempt in hand that has none pending), at most
-        `linger_s`; nothing for an urgent claim, nor when events come too slowly to group."""
+        """How long to let the batch fill: as long as the current rate takes to bring what can still come,
+        at most `linger_s`; nothing for an urgent claim, nor when events come too slowly to group.
+
+        What can come: LINGER_UNTIL_EVENTS, but no more than one event for each attempt the worker may hold
+        (its concurrency). Not only from the attempts in hand: arq starts new ones meanwhile, and under load
+        they are where most of a batch comes from. A worker of concurrency 2 whose two attempts both wait
+        on this write has nothing more to wait for."""
         in_hand = self._in_hand()
-        missing = min(LINGER_UNTIL_EVENTS, in_hand) - len(self._pending)
+        missing = min(LINGER_UNTIL_EVENTS, self._max_in_hand) - len(self._pending)
         if (
             self._closing
             or self._urgent

@@ -219,7 +219,7 @@ async def _start_runtime(
     abortable: dict[str, asyncio.Task[Any]] = {}
     aborting: set[str] = set()
     in_hand = InHand()
-    records = RecordWriter(pool, in_hand=lambda: in_hand.count)
+    records = RecordWriter(pool, in_hand=lambda: in_hand.count, max_in_hand=config.concurrency_of(queue))
     liveness = Liveness(
         dsn=config.database_url,
         redis=jobs.redis,

@@ -235,10 +235,10 @@ async def test_a_busy_writer_groups_a_steady_stream_and_an_idle_one_writes_at_on
 
 
 async def test_a_writer_does_not_wait_for_events_no_attempt_in_hand_can_send(pool: Pool) -> None:
-    """Two attempts in hand, both waiting on their claims: nothing else can join the batch, so it goes
-    out at once instead of lingering (which would hold a worker of concurrency 2 to a crawl)."""
+    """A worker of concurrency 2, both attempts waiting on their claims: nothing else can join the batch,
+    so it goes out at once instead of lingering (which would hold the worker to a crawl)."""
     await register(pool, "w1")
-    writer = RecordWriter(pool, in_hand=lambda: 2)
+    writer = RecordWriter(pool, in_hand=lambda: 2, max_in_hand=2)
     writer.start()
     started = asyncio.get_running_loop().time()
     for n in range(100):
