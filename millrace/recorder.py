@@ -45,7 +45,7 @@ LINGER_S = 0.015
 LINGER_UNTIL_EVENTS = 64
 #: below this many events a second, a linger would gather too few to be worth its wait
 LINGER_FROM_EVENTS_PER_S = 300.0
-#: with fewer attempts in hand, nothing else could join the batch
+#: with fewer attempts in hand the worker is idle, and its one job's record goes out at once
 LINGER_FROM_IN_HAND = 2
 #: the rate is an average over about this long: a worker that went quiet comes back with a rate near zero
 RATE_WINDOW_S = 0.05
@@ -82,12 +82,14 @@ class RecordWriter:
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
-        #: events a second, as the last few writes saw them arrive
+        #: events a second, averaged over about RATE_WINDOW_S of time
         self._rate = 0.0
         self._arrived = 0
         self._measured_at = time.monotonic()
         #: a claim that must not wait is pending
         self._urgent = False
+        #: set by an urgent claim or by close: ends a linger already under way
+        self._stop_lingering = asyncio.Event()
         self.batches_written = 0
         self.events_written = 0
         #: attempts whose end is on record: what a worker has done, as its heartbeat reports it
@@ -99,7 +101,9 @@ class RecordWriter:
     async def claim(self, request: ClaimRequest, *, urgent: bool = False) -> Claimed | Refused:
         """Claim a job for an attempt; raises what PostgreSQL raised if the claim could not be written.
         `urgent`: written without lingering (its rate limit's slot is due)."""
-        self._urgent = self._urgent or urgent
+        if urgent:
+            self._urgent = True
+            self._stop_lingering.set()
         result: Claimed | Refused = await self._submit(request)
         return result
 
@@ -129,6 +133,7 @@ class RecordWriter:
         if self._task is None:
             return
         self._closing = True
+        self._stop_lingering.set()
         self._wake.set()
         try:
             await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
@@ -146,13 +151,20 @@ class RecordWriter:
                 self._measure_rate()
                 linger_s = self._linger_for_batch()
                 if linger_s > 0:
-                    await asyncio.sleep(linger_s)
+                    await self._linger(linger_s)
                 self._urgent = False
+                self._stop_lingering.clear()
                 taken = self._pending[: self._max_batch]
                 del self._pending[: self._max_batch]
                 await self._write_until_done(_sorted(taken))
             if self._closing:
                 return
+
+    async def _linger(self, linger_s: float) -> None:
+        """Let the batch fill for `linger_s`, or until an urgent claim or close cuts it short."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(linger_s):
+                await self._stop_lingering.wait()
 
     def _linger_for_batch(self) -> float:
         """How long to let the batch fill: as long as the current rate takes to bring what can still come,

@@ -7,7 +7,9 @@ import contextlib
 import dataclasses
 from datetime import UTC, datetime
 
-from millrace import Pool, store
+import pytest
+
+from millrace import Pool, recorder, store
 from millrace.recorder import RecordWriter
 from millrace.records import AttemptFinished, AttemptReleased, Claimed, ClaimRequest, JobStatus, Outcome
 from millrace.store.workers import WorkerRow
@@ -249,14 +251,31 @@ async def test_a_writer_does_not_wait_for_events_no_attempt_in_hand_can_send(poo
     assert elapsed_s < 1.0  # lingering 15 ms a pair would take 1.5 s; without it, a write's time a pair
 
 
-async def test_an_urgent_claim_is_written_without_lingering(pool: Pool) -> None:
+async def lingering_writer(pool: Pool, monkeypatch: pytest.MonkeyPatch) -> tuple[RecordWriter, asyncio.Task[float]]:
+    """A writer lingering (up to 5 s) on a batch of a steady stream's claims, and the stream's task."""
     await register(pool, "w1")
-    writer = RecordWriter(pool, in_hand=lambda: 100, linger_s=5.0)
+    monkeypatch.setattr(recorder, "LINGER_UNTIL_EVENTS", 100_000)  # at this rate, a linger of the whole 5 s
+    writer = RecordWriter(pool, in_hand=lambda: 100, max_in_hand=100_000, linger_s=5.0)
     writer.start()
-    await claim_at_a_steady_rate(writer, "warm", 300, per_s=1000)  # a rate worth lingering for
-    lingering = asyncio.create_task(writer.claim(request("ordinary")))
-    await asyncio.sleep(0.05)
-    assert not lingering.done()  # an ordinary claim waits for its batch to fill (up to 5 s here)
-    assert isinstance(await asyncio.wait_for(writer.claim(request("urgent"), urgent=True), 2.0), Claimed)
-    assert isinstance(await lingering, Claimed)  # it went out with the urgent one
+    stream = asyncio.create_task(claim_at_a_steady_rate(writer, "warm", 200, per_s=1000))
+    await asyncio.sleep(0.5)  # the stream has been sent (about 0.2 s), and its rate started a linger
+    assert not stream.done()  # its last claims wait for their batch to fill
+    return writer, stream
+
+
+async def test_an_urgent_claim_cuts_a_linger_short(pool: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer is already lingering when the urgent claim comes: the claim does not wait it out."""
+    writer, stream = await lingering_writer(pool, monkeypatch)
+    started = asyncio.get_running_loop().time()
+    assert isinstance(await writer.claim(request("urgent"), urgent=True), Claimed)
+    assert asyncio.get_running_loop().time() - started < 1.0  # not the linger's 5 s
+    await asyncio.wait_for(stream, 1.0)  # the lingering claims went out with the urgent one
     await writer.close()
+
+
+async def test_closing_cuts_a_linger_short(pool: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    writer, stream = await lingering_writer(pool, monkeypatch)
+    started = asyncio.get_running_loop().time()
+    await writer.close()
+    assert asyncio.get_running_loop().time() - started < 1.0
+    await asyncio.wait_for(stream, 1.0)  # written on the way out, not dropped
