@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import redis.asyncio
+import structlog
 from arq.constants import job_key_prefix
 
 from millrace import NoArgs, Pool, dispatch, relay, store
 from millrace.client import JobClient
+from millrace.reconcile import reconcile_queue
 from millrace.relay import OutboxRelay
 from tests.conftest import RunWorker, effects
 from tests.processes import wait_for
@@ -172,3 +175,39 @@ async def test_a_client_opens_while_redis_is_down_and_enqueues_through_the_outbo
         job_id = await enqueue_during_the_outage_then_deliver(client, pool, private_redis)
     await run_worker(redis_url=private_redis.url)
     assert [r["job_id"] for r in await effects(pool, "ran")] == [job_id]
+
+
+REFUSE_OUTBOX = """
+    CREATE FUNCTION test_refuse_outbox() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN RAISE EXCEPTION 'the outbox is refused (a test fault)'; END $$;
+    CREATE TRIGGER test_refuse_outbox BEFORE INSERT ON millrace_outbox
+        FOR EACH ROW EXECUTE FUNCTION test_refuse_outbox();
+"""
+ALLOW_OUTBOX = "DROP TRIGGER test_refuse_outbox ON millrace_outbox; DROP FUNCTION test_refuse_outbox();"
+
+
+async def test_a_job_neither_redis_nor_the_outbox_took_is_left_to_the_reconciler_not_failed(
+    pool: Pool, private_redis: PrivateRedis, run_worker: RunWorker
+) -> None:
+    """Its record is written, then Redis and the outbox both fail: the caller must not be told to try
+    again (a second job would run), and the reconciler pushes the queued record once Redis is back."""
+    async with JobClient.open(redis_url=private_redis.url, pool=pool) as client:
+        private_redis.stop()
+        async with pool.acquire() as conn:
+            await conn.execute(REFUSE_OUTBOX)
+        try:
+            with structlog.testing.capture_logs() as logs:
+                enqueued = await client.enqueue(app.FLAKY, app.FlakyArgs(fail_times=0))
+        finally:
+            async with pool.acquire() as conn:
+                await conn.execute(ALLOW_OUTBOX)
+        assert enqueued.via == "outbox"
+        assert [e["job_ids"] for e in logs if e["event"] == "job_left_to_the_reconciler"] == [[enqueued.id]]
+        assert await store.outbox.count_entries(pool) == 0
+        async with pool.acquire() as conn:
+            assert (await store.jobs.get_job(conn, enqueued.id)).status == "queued"  # on record, not in Redis
+        private_redis.start()
+        quiet = timedelta(0)
+        assert await reconcile_queue(pool, client.redis, app.TESTQ.name, quiet_for=quiet) == 1
+    await run_worker(redis_url=private_redis.url)
+    assert [r["job_id"] for r in await effects(pool, "ran")] == [enqueued.id]
