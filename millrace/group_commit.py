@@ -36,13 +36,22 @@ class GroupCommit(Generic[T, R]):
         """A caller cancelled before its batch is taken leaves nothing behind; once the batch is being
         written, its item may go out all the same, as it might have had it been written alone."""
         loop = asyncio.get_running_loop()
+        if self._task is not None and self._task.get_loop() is not loop:
+            self._move_to(loop)
         done: asyncio.Future[R] = loop.create_future()
         self._pending.append((item, done))
-        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+        if self._task is None or self._task.done():
             # started on the loop's next turn: the callers of this turn share the first batch. In a context
             # of its own: not the first caller's trace span and log fields, which later batches outlive
             self._task = loop.create_task(self._run(), name="millrace-group-commit", context=contextvars.Context())
         return await done
+
+    def _move_to(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Serve a new event loop (a client outliving its loop: asyncio.run called again). What callers of
+        the old loop left waiting is dropped unwritten, as if they had been cancelled: their loop is gone or
+        elsewhere, and no answer can reach them from this one."""
+        self._pending = [(item, done) for item, done in self._pending if done.get_loop() is loop]
+        self._task = None
 
     async def drain(self) -> None:
         """Return once everything submitted has been written (or failed)."""
@@ -50,7 +59,8 @@ class GroupCommit(Generic[T, R]):
             await asyncio.wait([self._task])
 
     async def _run(self) -> None:
-        while self._pending:
+        # a writer left behind by a move to another loop writes no more: the pending items are the new one's
+        while self._pending and self._task is asyncio.current_task():
             taken = [(item, done) for item, done in self._pending[: self._max_batch] if not done.done()]
             del self._pending[: self._max_batch]
             if not taken:
@@ -66,9 +76,12 @@ class GroupCommit(Generic[T, R]):
                 continue
             except BaseException:
                 # cancelled with the loop: every caller still waiting is told so
-                for _, done in [*taken, *self._pending]:
+                for _, done in taken:
                     done.cancel()
-                self._pending.clear()
+                if self._task is asyncio.current_task():
+                    for _, done in self._pending:
+                        done.cancel()
+                    self._pending.clear()
                 raise
             for (_, done), answer in zip(taken, answers, strict=True):
                 if not done.done():

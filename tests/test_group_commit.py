@@ -179,3 +179,36 @@ async def test_batches_are_bounded(size: int) -> None:
     assert await asyncio.gather(*(commits.submit(n) for n in range(size))) == list(range(size))
     assert max(sizes) <= 500
     assert sum(sizes) == size
+
+
+def test_a_new_event_loop_is_served_and_what_the_old_one_left_is_dropped() -> None:
+    """A client outliving its loop (a script's asyncio.run calls one after another, a test's loop each):
+    the next loop's callers are answered, and items the old loop's callers left waiting are not written,
+    neither by the new loop's writer nor by the old one's if that loop runs again."""
+    written: list[list[str]] = []
+    stuck = asyncio.Event()
+
+    async def write(batch: list[str]) -> list[str]:
+        written.append(batch)
+        if "old, in flight" in batch:
+            await stuck.wait()  # the old loop stops with this write under way
+        return batch
+
+    commits: GroupCommit[str, str] = GroupCommit(write)
+    old_loop = asyncio.new_event_loop()
+    old = [old_loop.create_task(commits.submit("old, in flight"))]
+    old_loop.run_until_complete(asyncio.sleep(0.01))  # its batch is being written
+    old.append(old_loop.create_task(commits.submit("old, waiting")))
+    old_loop.run_until_complete(asyncio.sleep(0.01))  # behind it, not taken
+
+    assert asyncio.run(asyncio.wait_for(commits.submit("new"), 5.0)) == "new"
+    assert written == [["old, in flight"], ["new"]]
+
+    old_loop.call_soon(stuck.set)  # the old loop runs again: its write ends, and its writer stops there
+    old_loop.run_until_complete(asyncio.wait(old, timeout=0.1))
+    assert old[0].result() == "old, in flight"
+    assert not old[1].done()
+    assert written == [["old, in flight"], ["new"]]
+    old[1].cancel()
+    old_loop.run_until_complete(asyncio.gather(*old, return_exceptions=True))
+    old_loop.close()
