@@ -207,8 +207,14 @@ async def _start_runtime(
         configure_logging(config.log_format, config.log_level)
     stack = AsyncExitStack()
     ctx[_STACK_KEY] = stack
-    pool = await store.pool.create_pool(config.database_url, max_size=config.database_pool_max_size)
+    # the record writer writes one batch at a time, on a connection of its own (of the pool's size): its
+    # statements find every row by key, and a plan cached while the tables were small must not scan them
+    pool = await store.pool.create_pool(config.database_url, max_size=max(config.database_pool_max_size - 1, 1))
     stack.push_async_callback(pool.close)
+    record_pool = await store.pool.create_pool(
+        config.database_url, max_size=1, server_settings=store.pool.KEYED_STATEMENTS_ONLY
+    )
+    stack.push_async_callback(record_pool.close)
     # The runtime's own Redis calls fail fast and are tried again later; only arq's loop waits out an outage.
     jobs = await stack.enter_async_context(JobClient.open(redis_url=config.redis_url, pool=pool))
     dropped.attach(pool, jobs.redis)
@@ -219,7 +225,7 @@ async def _start_runtime(
     abortable: dict[str, asyncio.Task[Any]] = {}
     aborting: set[str] = set()
     in_hand = InHand()
-    records = RecordWriter(pool, in_hand=lambda: in_hand.count, max_in_hand=config.concurrency_of(queue))
+    records = RecordWriter(record_pool, in_hand=lambda: in_hand.count, max_in_hand=config.concurrency_of(queue))
     liveness = Liveness(
         dsn=config.database_url,
         redis=jobs.redis,

@@ -35,7 +35,23 @@ async def _keep_session(_conn: asyncpg.Connection[Any]) -> None:
     left open, and forgets the borrower's listeners)."""
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, reset_sessions: bool = False) -> Pool:
+#: for a connection that only runs statements finding each row by its key (the record writer's): never a
+#: sequential scan. asyncpg prepares each statement once per connection, and PostgreSQL then caches a generic
+#: plan made with the table's size at the time. Made while millrace_job_attempts was small (a new database,
+#: a worker started early), that plan reads the whole table for every claim and finish, and keeps doing so
+#: as the table grows, until an ANALYZE comes: 79 million rows read for a drain of 20,000 jobs, and each
+#: claim 4 times slower by the end of it
+KEYED_STATEMENTS_ONLY = {"enable_seqscan": "off"}
+
+
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    reset_sessions: bool = False,
+    server_settings: dict[str, str] | None = None,
+) -> Pool:
     """A pool with the codecs every repository relies on.
 
     asyncpg's default reset (`pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`) costs a round
@@ -50,6 +66,7 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, reset_
         max_size=max_size,
         init=_init_connection,
         reset=None if reset_sessions else _keep_session,
+        server_settings=server_settings,
     )
 
 
