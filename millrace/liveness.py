@@ -177,7 +177,10 @@ class Liveness:
         # a statement that hangs (a partition) must fail in time for the next beat
         # the pool's codecs too: the reaper reads job arguments (jsonb) to rebuild payloads Redis lost
         conn = await store.pool.connect(
-            self._dsn, connect_timeout_s=5, command_timeout_s=2 * self._row.heartbeat_interval_s
+            self._dsn,
+            connect_timeout_s=5,
+            command_timeout_s=2 * self._row.heartbeat_interval_s,
+            server_settings=store.pool.KEYED_STATEMENTS_ONLY,
         )
         # A session of its own, never a pooled one: the pool's reset would release the lock. Not taken
         # when an old session of this worker still holds it (cut off, not yet ended by PostgreSQL):

@@ -279,32 +279,3 @@ async def test_closing_cuts_a_linger_short(pool: Pool, monkeypatch: pytest.Monke
     await writer.close()
     assert asyncio.get_running_loop().time() - started < 1.0
     await asyncio.wait_for(stream, 1.0)  # written on the way out, not dropped
-
-
-async def attempts_table_reads(pool: Pool, *, once_inserted: int) -> int:
-    """Rows millrace_job_attempts gave to sequential scans, once the writer's backend has flushed the
-    statistics of `once_inserted` attempts (a backend flushes them when it ends)."""
-    for _ in range(100):
-        row = await pool.fetchrow(
-            "SELECT n_tup_ins, seq_tup_read FROM pg_stat_user_tables WHERE relname = 'millrace_job_attempts'"
-        )
-        if row is not None and row["n_tup_ins"] >= once_inserted:
-            return int(row["seq_tup_read"])
-        await asyncio.sleep(0.05)
-    raise AssertionError("the writer's statistics never arrived")
-
-
-async def test_the_record_writers_statements_never_scan_the_attempts_table(pool: Pool, database_url: str) -> None:
-    """The plans cached while the table was small must not read it whole at every claim and finish as it
-    grows: with the table empty at the first claim, 300 jobs one by one read none of it."""
-    await register(pool, "w1")
-    keyed = await store.pool.create_pool(database_url, max_size=1, server_settings=store.pool.KEYED_STATEMENTS_ONLY)
-    writer = RecordWriter(keyed)
-    writer.start()
-    for n in range(300):
-        claim = await writer.claim(request(f"job-{n}"))
-        assert isinstance(claim, Claimed)
-        assert await writer.finish(finished(claim, f"job-{n}", "succeeded", "succeeded"))
-    await writer.close()
-    await keyed.close()
-    assert await attempts_table_reads(pool, once_inserted=300) == 0

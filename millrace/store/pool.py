@@ -35,12 +35,13 @@ async def _keep_session(_conn: asyncpg.Connection[Any]) -> None:
     left open, and forgets the borrower's listeners)."""
 
 
-#: for a connection that only runs statements finding each row by its key (the record writer's): never a
-#: sequential scan. asyncpg prepares each statement once per connection, and PostgreSQL then caches a generic
-#: plan made with the table's size at the time. Made while millrace_job_attempts was small (a new database,
-#: a worker started early), that plan reads the whole table for every claim and finish, and keeps doing so
-#: as the table grows, until an ANALYZE comes: 79 million rows read for a drain of 20,000 jobs, and each
-#: claim 4 times slower by the end of it
+#: for a connection that only runs statements finding each row by its key (the record writer's and the
+#: heartbeat's): never a sequential scan of a table an index serves. asyncpg prepares each statement once
+#: per connection, and PostgreSQL then caches a generic plan made with the tables' size at the time. Made
+#: while millrace_job_attempts was small (a new database, a worker started early), that plan reads the
+#: whole table at every claim, finish and heartbeat, and keeps doing so as the table grows until an
+#: ANALYZE comes: 79 million rows read for a drain of 20,000 jobs, each claim 4 times slower by the end,
+#: and three reads of the whole table at every heartbeat
 KEYED_STATEMENTS_ONLY = {"enable_seqscan": "off"}
 
 
@@ -71,9 +72,15 @@ async def create_pool(
 
 
 async def connect(
-    dsn: str, *, connect_timeout_s: float = 60, command_timeout_s: float | None = None
+    dsn: str,
+    *,
+    connect_timeout_s: float = 60,
+    command_timeout_s: float | None = None,
+    server_settings: dict[str, str] | None = None,
 ) -> asyncpg.Connection[Any]:
     """A connection of its own (not pooled), with the same codecs as the pool's."""
-    conn = await asyncpg.connect(dsn, timeout=connect_timeout_s, command_timeout=command_timeout_s)
+    conn = await asyncpg.connect(
+        dsn, timeout=connect_timeout_s, command_timeout=command_timeout_s, server_settings=server_settings
+    )
     await _init_connection(conn)
     return conn
