@@ -1,6 +1,6 @@
-"""The worker's busiest statements (claims, finishes, heartbeats) find their rows by key, whatever plan
-PostgreSQL cached for them while its tables were small: asyncpg prepares a statement once per connection,
-and the generic plan PostgreSQL keeps for it was made with the tables' size of that moment."""
+"""The worker's busiest statements (claims, finishes, heartbeats, progress) find their rows by key, whatever
+plan PostgreSQL cached for them while its tables were small: asyncpg prepares a statement once per
+connection, and the generic plan PostgreSQL keeps for it was made with the tables' size of that moment."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from millrace import JobClient, Pool, store
+from millrace import JobClient, NoArgs, Pool, store
+from millrace.client import new_job
 from millrace.liveness import Liveness
+from millrace.progress import ProgressWriter
 from millrace.recorder import RecordWriter
 from millrace.records import AttemptFinished, Claimed, ClaimRequest
 from tests.sample import app
@@ -110,6 +112,29 @@ async def test_the_heartbeat_never_scans_the_attempts_table(client: JobClient, d
     await once_flushed(database_url, "millrace_workers", "n_tup_upd", beats_before + 10)
     after = await table_counters(database_url, "millrace_job_attempts")
     assert after["seq_tup_read"] == before["seq_tup_read"]
+
+
+async def test_the_progress_writer_never_scans_the_jobs_table(database_url: str) -> None:
+    """Progress written first on an empty table, then after 5,000 jobs were enqueued: none of it read whole."""
+    keyed = await store.pool.create_pool(database_url, max_size=1, server_settings=store.pool.KEYED_STATEMENTS_ONLY)
+    progress = ProgressWriter(keyed)
+    for n in range(10):  # past the five runs after which PostgreSQL keeps a generic plan
+        progress.note(f"job-{n}", 1, done=n, total=10, message=None)
+        await progress.flush()
+    loader = await store.pool.create_pool(database_url, max_size=1)
+    jobs = [new_job(app.NOOP, NoArgs()) for _ in range(5000)]
+    for start in range(0, len(jobs), 500):
+        await store.jobs.insert_jobs(loader, jobs[start : start + 500])
+    await loader.close()
+    await once_flushed(database_url, "millrace_jobs", "n_tup_ins", 5000)
+    before = await table_counters(database_url, "millrace_jobs")
+    for n, job in enumerate(jobs[:10]):
+        progress.note(job.id, 0, done=n, total=10, message=None)
+        await progress.flush()
+    assert progress.writes == 20
+    await keyed.close()
+    await once_flushed(database_url, "millrace_jobs", "n_tup_upd", before["n_tup_upd"] + 10)
+    assert (await table_counters(database_url, "millrace_jobs"))["seq_tup_read"] == before["seq_tup_read"]
 
 
 def a_worker_row() -> store.workers.WorkerRow:

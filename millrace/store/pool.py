@@ -35,13 +35,14 @@ async def _keep_session(_conn: asyncpg.Connection[Any]) -> None:
     left open, and forgets the borrower's listeners)."""
 
 
-#: for a connection that only runs statements finding each row by its key (the record writer's and the
-#: heartbeat's): never a sequential scan of a table an index serves. asyncpg prepares each statement once
-#: per connection, and PostgreSQL then caches a generic plan made with the tables' size at the time. Made
-#: while millrace_job_attempts was small (a new database, a worker started early), that plan reads the
-#: whole table at every claim, finish and heartbeat, and keeps doing so as the table grows until an
-#: ANALYZE comes: 79 million rows read for a drain of 20,000 jobs, each claim 4 times slower by the end,
-#: and three reads of the whole table at every heartbeat
+#: for a connection that only runs statements finding each row by its key (the record writer's, the
+#: progress writer's and the heartbeat's): never a sequential scan of a table an index serves. asyncpg
+#: prepares each statement once per connection, and PostgreSQL then caches a generic plan made with the
+#: tables' size at the time. Made while millrace_job_attempts was small (a new database, a worker started
+#: early), that plan reads the whole table at every claim, finish and heartbeat, and keeps doing so as the
+#: table grows until an ANALYZE comes: 79 million rows read for a drain of 20,000 jobs, each claim 4 times
+#: slower by the end, and two or three reads of the whole table at every heartbeat (of millrace_jobs, at every
+#: progress write)
 KEYED_STATEMENTS_ONLY = {"enable_seqscan": "off"}
 
 
