@@ -207,15 +207,8 @@ async def _start_runtime(
         configure_logging(config.log_format, config.log_level)
     stack = AsyncExitStack()
     ctx[_STACK_KEY] = stack
-    # the record writer and the progress writer each write one batch at a time, on a connection of their
-    # own (of the pool's size): their statements find every row by key, and a plan cached while the tables
-    # were small must not scan them
-    pool = await store.pool.create_pool(config.database_url, max_size=max(config.database_pool_max_size - 2, 1))
+    pool = await store.pool.create_pool(config.database_url, max_size=config.database_pool_max_size)
     stack.push_async_callback(pool.close)
-    keyed_pool = await store.pool.create_pool(
-        config.database_url, max_size=2, server_settings=store.pool.KEYED_STATEMENTS_ONLY
-    )
-    stack.push_async_callback(keyed_pool.close)
     # The runtime's own Redis calls fail fast and are tried again later; only arq's loop waits out an outage.
     jobs = await stack.enter_async_context(JobClient.open(redis_url=config.redis_url, pool=pool))
     dropped.attach(pool, jobs.redis)
@@ -226,7 +219,7 @@ async def _start_runtime(
     abortable: dict[str, asyncio.Task[Any]] = {}
     aborting: set[str] = set()
     in_hand = InHand()
-    records = RecordWriter(keyed_pool, in_hand=lambda: in_hand.count, max_in_hand=config.concurrency_of(queue))
+    records = RecordWriter(pool, in_hand=lambda: in_hand.count, max_in_hand=config.concurrency_of(queue))
     liveness = Liveness(
         dsn=config.database_url,
         redis=jobs.redis,
@@ -247,7 +240,7 @@ async def _start_runtime(
     stack.push_async_callback(liveness.close)
     records.start()
     stack.push_async_callback(records.close)
-    progress = ProgressWriter(keyed_pool, interval_s=config.progress_interval_s)
+    progress = ProgressWriter(pool, interval_s=config.progress_interval_s)
     progress.start()
     stack.push_async_callback(progress.close)
     if config.event_loop_stall_s is not None:
