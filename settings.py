@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     database_url: Secret[PostgresDsn] = Secret(PostgresDsn("postgresql://postgres@127.0.0.1:5432/millrace"))
     redis_url: Secret[RedisDsn] = Secret(RedisDsn("redis://127.0.0.1:6379/0"))
     database_pool_max_size: int = 10
+    #: PostgreSQL ends a statement of the workers' and the web app's pools that runs longer than this
+    database_statement_timeout_s: float = 60.0
 
     log_format: Literal["console", "json"] = "console"
     log_level: str = "INFO"

@@ -35,6 +35,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
         event_loop_stall_s=settings.event_loop_stall_s,
         outbox_sweep_interval_s=settings.outbox_sweep_interval_s,
         database_pool_max_size=settings.database_pool_max_size,
+        database_statement_timeout_s=settings.database_statement_timeout_s,
         concurrency=settings.queue_concurrency,
         log_format=settings.log_format,
         log_level=settings.log_level,

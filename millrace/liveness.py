@@ -86,6 +86,10 @@ class Liveness:
         self._task: asyncio.Task[None] | None = None
         self.reaped = 0
 
+    @property
+    def worker_id(self) -> str:
+        return self._row.id
+
     async def start(self) -> None:
         """Register and take the lock; raises if PostgreSQL is away (the worker cannot start without it)."""
         await self._connect()
@@ -117,30 +121,36 @@ class Liveness:
         if self._healthy_since is None:
             self._healthy_since = now
         judge = now - self._healthy_since >= self._judge_after_s
+        running = list(self._running())
         beat = await store.workers.beat(
-            self._conn,
-            self._row.id,
-            queue=self._row.queue,
-            running=self._running(),
-            jobs_done=self._jobs_done(),
-            reap=judge,
+            self._conn, self._row.id, queue=self._row.queue, running=running, jobs_done=self._jobs_done()
         )
         self._pause.heard(beat.paused)
         if beat.aborts:
             self._abort(beat.aborts)
         if not beat.registered:  # pruned while away: be known again
             await store.workers.register(self._conn, self._row)
-        if beat.declared_dead:
-            log.warning("workers_declared_dead", workers=beat.declared_dead)
-            # what they had started but not yet claimed is stranded in Redis; look once it is old enough
-            self._stranded_sweep_at = now + self._stranded_after_s
-        if beat.reaped:
-            self.reaped += len(beat.reaped)
-            handed = await dispatch.hand_on(self._redis, beat.reaped)
-            log.warning("jobs_handed_on", jobs=len(beat.reaped), in_redis=handed)
+        if judge:
+            await self._reap(running, now)
         if self._stranded_sweep_at is not None and now >= self._stranded_sweep_at:
             self._stranded_sweep_at = None
             await self.free_stranded()
+
+    async def _reap(self, running: Collection[str], now: float) -> None:
+        assert self._conn is not None
+        try:
+            reaped = await store.workers.reap(self._conn, self._row.id, running=running)
+        except store.pool.STATEMENT_CUT_SHORT as error:  # bounded by the server: this beat stands, reap at the next
+            log.warning("reap_failed", error=repr(error))
+            return
+        if reaped.declared_dead:
+            log.warning("workers_declared_dead", workers=reaped.declared_dead)
+            # what they had started but not yet claimed is stranded in Redis; look once it is old enough
+            self._stranded_sweep_at = now + self._stranded_after_s
+        if reaped.jobs:
+            self.reaped += len(reaped.jobs)
+            handed = await dispatch.hand_on(self._redis, reaped.jobs)
+            log.warning("jobs_handed_on", jobs=len(reaped.jobs), in_redis=handed)
 
     async def free_stranded(self) -> int:
         """Free this queue's jobs that a dead worker started in Redis but never claimed in PostgreSQL."""
@@ -174,13 +184,18 @@ class Liveness:
     async def _connect(self) -> None:
         if self._conn is not None and not self._conn.is_closed():
             return
-        # a statement that hangs (a partition) must fail in time for the next beat
-        # the pool's codecs too: the reaper reads job arguments (jsonb) to rebuild payloads Redis lost
+        # A statement must end in time for the next beat. PostgreSQL ends it first (its own bounds, so a
+        # beat never leaves a backend behind waiting); the client's timeout is for a server that does
+        # not answer at all (a partition), after which the connection is terminated.
+        # The pool's codecs too: the reaper reads job arguments (jsonb) to rebuild payloads Redis lost.
+        interval_s = self._row.heartbeat_interval_s
         conn = await store.pool.connect(
             self._dsn,
             connect_timeout_s=5,
-            command_timeout_s=2 * self._row.heartbeat_interval_s,
+            command_timeout_s=2 * interval_s + 1,
             server_settings=store.pool.KEYED_STATEMENTS_ONLY,
+            statement_timeout_s=1.5 * interval_s,
+            lock_timeout_s=interval_s / 2,
         )
         # A session of its own, never a pooled one: the pool's reset would release the lock. Not taken
         # when an old session of this worker still holds it (cut off, not yet ended by PostgreSQL):

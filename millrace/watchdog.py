@@ -107,7 +107,11 @@ class Watchdog:
         os._exit(EXIT_STATUS)
 
     async def _record(self, stall: Stall, message: str) -> None:
-        conn = await asyncpg.connect(self._dsn, timeout=_RECORD_TIMEOUT_S)
+        conn = await asyncpg.connect(
+            self._dsn,
+            timeout=_RECORD_TIMEOUT_S,
+            server_settings=store.pool.bounded(None, statement_timeout_s=_RECORD_TIMEOUT_S, lock_timeout_s=1.0),
+        )
         try:
             await store.workers.record_stall(
                 conn,

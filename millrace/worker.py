@@ -75,6 +75,9 @@ class WorkerConfig:
     #: how often the progress jobs report is written to their records (one statement for all of them)
     progress_interval_s: float = 1.0
     database_pool_max_size: int = 10
+    #: PostgreSQL ends any statement on the worker's pool that runs longer (the runtime's and the jobs'
+    #: own; a job that needs longer raises it for its transaction with SET LOCAL); None: no bound
+    database_statement_timeout_s: float | None = store.pool.DEFAULT_STATEMENT_TIMEOUT_S
     concurrency: dict[str, int] | None = None
     log_format: LogFormat = "console"
     log_level: str = "INFO"
@@ -207,7 +210,11 @@ async def _start_runtime(
         configure_logging(config.log_format, config.log_level)
     stack = AsyncExitStack()
     ctx[_STACK_KEY] = stack
-    pool = await store.pool.create_pool(config.database_url, max_size=config.database_pool_max_size)
+    pool = await store.pool.create_pool(
+        config.database_url,
+        max_size=config.database_pool_max_size,
+        statement_timeout_s=config.database_statement_timeout_s,
+    )
     stack.push_async_callback(pool.close)
     # The runtime's own Redis calls fail fast and are tried again later; only arq's loop waits out an outage.
     jobs = await stack.enter_async_context(JobClient.open(redis_url=config.redis_url, pool=pool))

@@ -102,10 +102,10 @@ async def test_an_abort_asked_for_outlives_the_worker_that_ran_the_job(client: J
                 silent_after_s=10,
             ),
         )
-        beat = await store.workers.beat(conn, "reaper:1:testq:y", queue="testq", running=[], jobs_done=0, reap=True)
+        reaped = await store.workers.reap(conn, "reaper:1:testq:y", running=[])
         job = await store.jobs.get_job(conn, enqueued.id)
         attempts = await store.jobs.list_attempts(conn, enqueued.id)
-    assert beat.reaped == []  # nothing to put back in Redis
+    assert reaped.jobs == []  # nothing to put back in Redis
     assert job.status == "cancelled"
     assert attempt_outcomes(attempts) == ["lost"]
     assert "abort" in (attempts[0].error_message or "")

@@ -63,7 +63,12 @@ def create_app(settings: Settings) -> FastAPI:
         # one pool and one JobClient for the process's lifetime; the client borrows the app's pool
         # opened whole at start-up: the first burst of requests must not wait for connections to be made
         size = settings.database_pool_max_size
-        pool = await millrace.create_pool(settings.database_dsn(), min_size=size, max_size=size)
+        pool = await millrace.create_pool(
+            settings.database_dsn(),
+            min_size=size,
+            max_size=size,
+            statement_timeout_s=settings.database_statement_timeout_s,
+        )
         try:
             async with (
                 JobClient.open(redis_url=settings.redis_dsn(), pool=pool) as jobs,

@@ -30,10 +30,19 @@ from millrace.text import storable_text
 _PENDING = ", ".join(f"'{s}'" for s in PENDING_STATUSES)
 
 # A record the worker creates itself (a cron run, a job planted in Redis by hand) is inserted claimed.
+# A job whose row another transaction holds is refused at once, never waited for: a worker frozen inside a
+# guarded transaction holds its job's row (FOR SHARE) for as long as the freeze lasts, and a claim that
+# waited would hold this worker's whole batch of claims and finishes behind it. The copy is tried again
+# later (execution._refused), by when the holder has let go or its lease is void.
 _CLAIM = f"""
-WITH c AS (
+WITH requested AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[], $6::text[])
         AS c(id, queue, function, args, enqueued_at, worker)
+), free AS (
+    SELECT j.id FROM millrace_jobs j WHERE j.id = ANY($1::text[]) FOR NO KEY UPDATE OF j SKIP LOCKED
+), c AS (
+    SELECT r.* FROM requested r
+    WHERE r.id IN (SELECT id FROM free) OR NOT EXISTS (SELECT 1 FROM millrace_jobs j WHERE j.id = r.id)
 ), claimed AS (
     INSERT INTO millrace_jobs AS j (id, queue, function, args, status, attempts, counted_attempts, lease, worker,
                                     started_at, enqueued_at)

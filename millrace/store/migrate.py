@@ -52,9 +52,11 @@ _ADOPT_LEGACY = """INSERT INTO millrace_schema_migrations (series, name, applied
 async def apply_migrations(conn: Connection, series: Sequence[MigrationSeries] = ()) -> list[str]:
     """Apply what is missing of the runtime's series, then of `series`; returns `series/name` of each applied.
 
-    Safe when several processes run it at once: they queue on an advisory lock.
+    Safe when several processes run it at once: they queue on an advisory lock. The one place where the
+    runtime lifts its statement bound: a migration may rewrite a big table, and the others wait for it.
     """
     applied: list[str] = []
+    await conn.execute("SET statement_timeout = 0")
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_ID)
     try:
         await conn.execute(_LEDGER)
@@ -63,6 +65,7 @@ async def apply_migrations(conn: Connection, series: Sequence[MigrationSeries] =
             applied += await _apply_series(conn, one, adopt_legacy=bool(legacy))
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
+        await conn.execute("RESET statement_timeout")  # back to the bound the connection was opened with
     return applied
 
 

@@ -14,8 +14,13 @@ Pool: TypeAlias = "asyncpg.Pool[Any]"
 #: what a read or a single-statement write accepts: a connection, or the pool itself
 Executor: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any] | asyncpg.Pool[Any]"
 
+#: a statement the server ended at its bound (statement_timeout, lock_timeout): the connection is fine, and
+#: the same statement may pass later (the lock it waited for is let go, the load is lighter)
+STATEMENT_CUT_SHORT: tuple[type[BaseException], ...] = (asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError)
+
 #: errors that mean "PostgreSQL is away for now": wait and try again; anything else is a bug to report
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    *STATEMENT_CUT_SHORT,
     OSError,  # refused, reset, unreachable
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,  # starting up or shutting down
@@ -46,6 +51,29 @@ async def _keep_session(_conn: asyncpg.Connection[Any]) -> None:
 KEYED_STATEMENTS_ONLY = {"enable_seqscan": "off"}
 
 
+#: no statement of a pool or connection opened here runs longer than this, unless the opener says otherwise:
+#: the bound is PostgreSQL's own (statement_timeout), so a client that gave up or died (a terminated
+#: connection, a frozen or killed process) leaves no backend behind still waiting on a lock or holding one.
+#: The application's statements on these pools have it too; one that needs longer says so for its own
+#: transaction (SET LOCAL statement_timeout = ...)
+DEFAULT_STATEMENT_TIMEOUT_S = 60.0
+
+
+def bounded(
+    server_settings: dict[str, str] | None,
+    *,
+    statement_timeout_s: float | None,
+    lock_timeout_s: float | None = None,
+) -> dict[str, str]:
+    """`server_settings` with PostgreSQL's own bounds on every statement and every lock wait (None: none)."""
+    settings = dict(server_settings or {})
+    if statement_timeout_s is not None:
+        settings["statement_timeout"] = f"{max(1, round(statement_timeout_s * 1000))}ms"
+    if lock_timeout_s is not None:
+        settings["lock_timeout"] = f"{max(1, round(lock_timeout_s * 1000))}ms"
+    return settings
+
+
 async def create_pool(
     dsn: str,
     *,
@@ -53,8 +81,10 @@ async def create_pool(
     max_size: int = 10,
     reset_sessions: bool = False,
     server_settings: dict[str, str] | None = None,
+    statement_timeout_s: float | None = DEFAULT_STATEMENT_TIMEOUT_S,
 ) -> Pool:
-    """A pool with the codecs every repository relies on.
+    """A pool with the codecs every repository relies on, whose statements PostgreSQL cuts at
+    `statement_timeout_s` (None: never).
 
     asyncpg's default reset (`pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`) costs a round
     trip every time a connection goes back: as much as the record write it follows. Millrace leaves no
@@ -68,7 +98,7 @@ async def create_pool(
         max_size=max_size,
         init=_init_connection,
         reset=None if reset_sessions else _keep_session,
-        server_settings=server_settings,
+        server_settings=bounded(server_settings, statement_timeout_s=statement_timeout_s),
     )
 
 
@@ -78,10 +108,17 @@ async def connect(
     connect_timeout_s: float = 60,
     command_timeout_s: float | None = None,
     server_settings: dict[str, str] | None = None,
+    statement_timeout_s: float | None = DEFAULT_STATEMENT_TIMEOUT_S,
+    lock_timeout_s: float | None = None,
 ) -> asyncpg.Connection[Any]:
-    """A connection of its own (not pooled), with the same codecs as the pool's."""
+    """A connection of its own (not pooled), with the same codecs and bounds as the pool's."""
     conn = await asyncpg.connect(
-        dsn, timeout=connect_timeout_s, command_timeout=command_timeout_s, server_settings=server_settings
+        dsn,
+        timeout=connect_timeout_s,
+        command_timeout=command_timeout_s,
+        server_settings=bounded(
+            server_settings, statement_timeout_s=statement_timeout_s, lock_timeout_s=lock_timeout_s
+        ),
     )
     await _init_connection(conn)
     return conn

@@ -30,24 +30,47 @@ _REGISTER = """
 INSERT INTO millrace_workers (id, queue, host, pid, version, lock_key, heartbeat_interval_s, silent_after_s)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"""
 
-# One statement a heartbeat: this worker's beat and, when asked, the reaping of the dead ones' jobs.
-_BEAT_AND_REAP = f"""
+# A heartbeat: this worker's beat, and what it must hear (its queue paused, aborts asked for). It touches
+# no row but this worker's own, so it never waits behind another worker's locks: a beat that waited would
+# let this worker be declared dead for what another one holds.
+_BEAT = """
 WITH beat AS (
     -- a worker declared dead by mistake (cut off, frozen) comes back to life; its old leases stay void
     UPDATE millrace_workers SET heartbeat_at = now(), running = $2, jobs_done = $3, stopped_at = NULL,
                                 stop_reason = NULL
     WHERE id = $1 RETURNING id
-), dead AS (
-    UPDATE millrace_workers w SET stopped_at = now(), stop_reason = 'silent'
-    WHERE $4 AND w.id <> $1 AND w.stopped_at IS NULL AND NOT {LIVE_WORKER_SQL}
-    RETURNING w.id
+)
+SELECT (SELECT count(*) FROM beat) AS beaten,
+       EXISTS (SELECT 1 FROM millrace_queue_pauses p WHERE p.queue = $5) AS paused,
+       array(SELECT j.id FROM millrace_jobs j
+             WHERE j.id = ANY($4::text[]) AND j.worker = $1 AND j.status = 'in_progress'
+               AND j.abort_requested_at IS NOT NULL) AS aborts
+"""
+
+# The reaper: dead workers declared, their jobs handed on, and this worker's own lost claims put back. It
+# takes only the rows nobody holds (SKIP LOCKED), and never waits for one: a worker frozen inside a
+# guarded transaction holds its jobs' rows (ctx.first_time takes them FOR SHARE), and a reaper that waited
+# for them would stall every other dead worker's jobs behind them, for as long as the freeze lasts. A row
+# skipped now is taken at a later beat, as soon as its holder lets go (the frozen worker's transaction
+# ends, or PostgreSQL ends its session); the holder's late finish is then fenced off by the lease.
+_REAP = f"""
+WITH dead AS (
+    UPDATE millrace_workers d SET stopped_at = now(), stop_reason = 'silent'
+    WHERE d.id IN (SELECT w.id FROM millrace_workers w
+                   WHERE w.id <> $1 AND w.stopped_at IS NULL AND NOT {LIVE_WORKER_SQL}
+                   FOR UPDATE OF w SKIP LOCKED)
+    RETURNING d.id
+), takeable AS (
+    SELECT j.id FROM millrace_jobs j
+    WHERE j.status = 'in_progress' AND j.worker IS DISTINCT FROM $1
+      AND NOT EXISTS (SELECT 1 FROM millrace_workers w WHERE w.id = j.worker AND {LIVE_WORKER_SQL})
+    FOR UPDATE OF j SKIP LOCKED
 ), reaped AS (
     -- a job whose abort was asked for is not handed on: it ends cancelled
     UPDATE millrace_jobs j SET status = CASE WHEN j.abort_requested_at IS NULL THEN 'queued' ELSE 'cancelled' END,
                                finished_at = CASE WHEN j.abort_requested_at IS NOT NULL THEN now() END,
                                lease = j.lease + 1, run_at = NULL, updated_at = now()
-    WHERE $4 AND j.status = 'in_progress' AND j.worker IS DISTINCT FROM $1
-      AND NOT EXISTS (SELECT 1 FROM millrace_workers w WHERE w.id = j.worker AND {LIVE_WORKER_SQL})
+    FROM takeable WHERE j.id = takeable.id
     RETURNING j.id, j.queue, j.function, j.args, j.attempt_base, j.enqueued_at, j.attempts, j.worker, j.status,
               j.priority
 ), lost AS (
@@ -56,13 +79,17 @@ WITH beat AS (
             || CASE WHEN reaped.status = 'cancelled' THEN 'its abort was asked for, so the job is cancelled'
                     ELSE 'the job was handed on' END
     FROM reaped WHERE a.job_id = reaped.id AND a.attempt = reaped.attempts AND a.outcome IS NULL
-), orphaned AS (
+), orphans AS (
     -- this worker's own claims that nothing here runs: the claim was written, but its answer never
     -- arrived (PostgreSQL went away in between); the job goes back, the attempt it never made uncounted
+    SELECT j.id FROM millrace_jobs j
+    WHERE j.worker = $1 AND j.status = 'in_progress' AND NOT (j.id = ANY($2::text[]))
+      AND j.started_at < now() - make_interval(secs => $3)
+    FOR UPDATE OF j SKIP LOCKED
+), orphaned AS (
     UPDATE millrace_jobs j SET status = 'queued', counted_attempts = j.counted_attempts - 1, lease = j.lease + 1,
                                run_at = NULL, updated_at = now()
-    WHERE j.worker = $1 AND j.status = 'in_progress' AND NOT (j.id = ANY($5::text[]))
-      AND j.started_at < now() - make_interval(secs => $6)
+    FROM orphans WHERE j.id = orphans.id
     RETURNING j.id, j.queue, j.function, j.args, j.attempt_base, j.enqueued_at, j.attempts, j.priority
 ), abandoned AS (
     UPDATE millrace_job_attempts a SET outcome = 'interrupted', finished_at = now(), error_type = 'ClaimAbandoned',
@@ -73,11 +100,7 @@ WITH beat AS (
     UNION ALL
     SELECT id, queue, function, args, attempt_base, enqueued_at, priority FROM orphaned
 )
-SELECT (SELECT count(*) FROM beat) AS beaten, (SELECT count(*) FROM dead) AS declared_dead,
-       EXISTS (SELECT 1 FROM millrace_queue_pauses p WHERE p.queue = $7) AS paused,
-       array(SELECT j.id FROM millrace_jobs j
-             WHERE j.id = ANY($5::text[]) AND j.worker = $1 AND j.status = 'in_progress'
-               AND j.abort_requested_at IS NOT NULL) AS aborts,
+SELECT (SELECT count(*) FROM dead) AS declared_dead,
        id AS job_id, queue, function, args, attempt_base, enqueued_at, priority
 FROM (SELECT 1) one LEFT JOIN handed ON true
 """
@@ -101,13 +124,17 @@ class WorkerRow:
 class Beat:
     #: False when this worker's row is gone (pruned): it must register again
     registered: bool
-    declared_dead: int
-    #: jobs taken from dead workers (or from this worker's lost claims), to put back in Redis
-    reaped: list[OutboxEntry]
     #: whether a person has paused this worker's queue (store.queues)
     paused: bool = False
     #: jobs this worker runs whose abort a person asked for (store.jobs.request_abort)
     aborts: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reaped:
+    declared_dead: int
+    #: jobs taken from dead workers (or from this worker's lost claims), to put back in Redis
+    jobs: list[OutboxEntry]
 
 
 async def register(conn: Executor, worker: WorkerRow) -> None:
@@ -124,15 +151,18 @@ async def register(conn: Executor, worker: WorkerRow) -> None:
     )
 
 
-async def beat(
-    conn: Executor, worker_id: str, *, queue: str, running: Collection[str], jobs_done: int, reap: bool
-) -> Beat:
-    """Beat `worker_id`'s heart (it runs the jobs `running` now); reap the dead's jobs if `reap`; hear
-    whether `queue` is paused."""
-    rows = await conn.fetch(
-        _BEAT_AND_REAP, worker_id, len(running), jobs_done, reap, list(running), ORPHANED_CLAIM_AGE_S, queue
-    )
-    reaped = [
+async def beat(conn: Executor, worker_id: str, *, queue: str, running: Collection[str], jobs_done: int) -> Beat:
+    """Beat `worker_id`'s heart (it runs the jobs `running` now); hear whether `queue` is paused."""
+    row = await conn.fetchrow(_BEAT, worker_id, len(running), jobs_done, list(running), queue)
+    assert row is not None
+    return Beat(registered=row["beaten"] > 0, paused=row["paused"], aborts=list(row["aborts"]))
+
+
+async def reap(conn: Executor, worker_id: str, *, running: Collection[str]) -> Reaped:
+    """Declare silent workers dead and take back their jobs, and `worker_id`'s lost claims (it runs the
+    jobs `running`): only rows nobody holds, never waiting for a lock."""
+    rows = await conn.fetch(_REAP, worker_id, list(running), ORPHANED_CLAIM_AGE_S)
+    jobs = [
         OutboxEntry(
             job_id=r["job_id"],
             queue=r["queue"],
@@ -146,13 +176,7 @@ async def beat(
         for r in rows
         if r["job_id"] is not None
     ]
-    return Beat(
-        registered=rows[0]["beaten"] > 0,
-        declared_dead=rows[0]["declared_dead"],
-        reaped=reaped,
-        paused=rows[0]["paused"],
-        aborts=list(rows[0]["aborts"]),
-    )
+    return Reaped(declared_dead=rows[0]["declared_dead"], jobs=jobs)
 
 
 async def mark_stopped(conn: Executor, worker_id: str, reason: str) -> None:
