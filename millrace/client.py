@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal, TypeVar
 
 import asyncpg
@@ -17,6 +17,7 @@ from redis.asyncio import ConnectionPool
 from redis.exceptions import RedisError
 
 from millrace import backpressure, dispatch, payload, store, tracing
+from millrace.clock import CLOCK
 from millrace.declare import JobArgs, JobRef
 from millrace.group_commit import GroupCommit
 from millrace.records import GroupStatus, JobRecord, NewJob, OutboxEntry
@@ -344,7 +345,7 @@ def new_job(
         raise ValueError(f"priority must be whole seconds between 0 and {MAX_PRIORITY_S}")
     if job_key is not None:
         _check_job_key(job_key)
-    now = datetime.now(UTC)
+    now = CLOCK.now()
     return NewJob(
         id=uuid.uuid4().hex,
         queue=ref.queue.name,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from arq.cron import next_cron
 
 from millrace import dispatch, store
+from millrace.clock import CLOCK
 from millrace.declare import CronDefinition, CronSchedule
 from millrace.runtime import WorkerRuntime
 from millrace.store.cron import DeclaredSchedule
@@ -77,7 +78,7 @@ async def catch_up(runtime: WorkerRuntime[Any], crons: Sequence[CronDefinition[A
             queue=runtime.queue.name,
             function=name,
             arq_args=[],
-            enqueued_at=datetime.now(UTC),
+            enqueued_at=CLOCK.now(),
             run_at=None,
         )
         await dispatch.push(runtime.redis, [job])

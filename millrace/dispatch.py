@@ -4,21 +4,31 @@ arq's own `enqueue_job` takes three round trips per job (WATCH, EXISTS, MULTI/EX
 the same check-and-set for a whole batch atomically, with the same keys and the same rule: a job whose
 id is queued or still has a result is not enqueued again. That rule is what makes the outbox relay
 deliver exactly once even when it crashes between Redis and its commit.
+
+A job's score, the moment it falls due, is on Redis's clock: the scripts add the job's delay to Redis's
+`TIME`, so no process's wall clock decides when a job runs (millrace.clock).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from arq.connections import ArqRedis
 from arq.constants import expires_extra_ms, in_progress_key_prefix, job_key_prefix, result_key_prefix
 
 from millrace import payload, tracing, wakeup
+from millrace.clock import CLOCK
 from millrace.queues import redis_queue_key
 from millrace.records import OutboxEntry
+
+# The time of day by Redis's clock, in ms, as the scores are.
+_NOW_LUA = """
+local clock = redis.call('TIME')
+local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
 
 # Every job created pushes a token to its queue's wake list, which an idle worker waits on (wakeup.py);
 # the list is trimmed, so that tokens nobody waited for do not pile up.
@@ -31,6 +41,7 @@ end
 
 _ENQUEUE_LUA = (
     _WAKE_LUA
+    + _NOW_LUA
     + """
 local created = {}
 local over_results = ARGV[#ARGV] == '1'
@@ -41,7 +52,7 @@ for i = 0, (#KEYS / 4) - 1 do
   end
   if redis.call('EXISTS', job_key, result_key) == 0 then
     redis.call('PSETEX', job_key, ARGV[i * 4 + 4], ARGV[i * 4 + 2])
-    redis.call('ZADD', queue_key, ARGV[i * 4 + 3], ARGV[i * 4 + 1])
+    redis.call('ZADD', queue_key, now_ms + tonumber(ARGV[i * 4 + 3]), ARGV[i * 4 + 1])
     wake(KEYS[i * 4 + 4])
     created[#created + 1] = 1
   else
@@ -60,7 +71,8 @@ class Dispatch:
     redis_job_id: str
     queue: str
     payload: bytes
-    score_ms: int
+    #: how long from now (by Redis's clock) until the job is due; below 0 for a head start (priority)
+    delay_ms: int
     #: when Redis may forget a job that never started (arq's rule: its delay plus one day)
     expires_ms: int
 
@@ -82,15 +94,16 @@ def build(
     less than N seconds, and behind those that waited longer, so no job waits forever (aging). A job
     deferred to a later time keeps that time: an earlier score would start it early.
     """
-    now_ms = _ms(datetime.now(UTC))
-    due_ms = _ms(run_at) if run_at is not None else now_ms
-    score_ms = due_ms if due_ms > now_ms else due_ms - priority * 1000
+    # a `run_at` is a time of day, read against this process's measure of Redis's clock
+    delay_ms = _ms(run_at) - CLOCK.ms() if run_at is not None else 0
+    if delay_ms <= 0:
+        delay_ms -= priority * 1000
     return Dispatch(
         redis_job_id=redis_job_id,
         queue=queue,
         payload=payload.serialize_job(function, arq_args, _ms(enqueued_at)),
-        score_ms=score_ms,
-        expires_ms=max(score_ms - now_ms, 0) + expires_extra_ms,
+        delay_ms=delay_ms,
+        expires_ms=max(delay_ms, 0) + expires_extra_ms,
     )
 
 
@@ -133,7 +146,7 @@ async def push(redis: ArqRedis, jobs: Sequence[Dispatch], *, over_results: bool 
                 queue_key,
                 wakeup.wake_key(queue_key),
             ]
-            argv += [job.redis_job_id, job.payload, job.score_ms, job.expires_ms]
+            argv += [job.redis_job_id, job.payload, job.delay_ms, job.expires_ms]
         argv.append("1" if over_results else "0")
         # register_script sends EVALSHA and falls back to EVAL once when Redis has not seen the script
         script = redis.register_script(_ENQUEUE_LUA)
@@ -164,20 +177,22 @@ async def remove_unstarted(redis: ArqRedis, redis_job_id: str, queue: str) -> bo
 # up on the job itself) and is replaced.
 _HAND_ON_LUA = (
     _WAKE_LUA
+    + _NOW_LUA
     + """
 local handed = 0
 for i = 0, (#KEYS / 5) - 1 do
   local in_progress_key, job_key, result_key, queue_key = KEYS[i * 5 + 1], KEYS[i * 5 + 2], KEYS[i * 5 + 3],
     KEYS[i * 5 + 4]
   redis.call('DEL', in_progress_key)
+  local score = now_ms + tonumber(ARGV[i * 4 + 3])
   if redis.call('EXISTS', job_key) == 1 then
-    redis.call('ZADD', queue_key, 'NX', ARGV[i * 4 + 3], ARGV[i * 4 + 1])
+    redis.call('ZADD', queue_key, 'NX', score, ARGV[i * 4 + 1])
     wake(KEYS[i * 5 + 5])
     handed = handed + 1
   elseif ARGV[i * 4 + 2] ~= '' then
     redis.call('DEL', result_key)
     redis.call('PSETEX', job_key, ARGV[i * 4 + 4], ARGV[i * 4 + 2])
-    redis.call('ZADD', queue_key, ARGV[i * 4 + 3], ARGV[i * 4 + 1])
+    redis.call('ZADD', queue_key, score, ARGV[i * 4 + 1])
     wake(KEYS[i * 5 + 5])
     handed = handed + 1
   end
@@ -207,7 +222,7 @@ async def hand_on(redis: ArqRedis, entries: Sequence[OutboxEntry]) -> int:
                 wakeup.wake_key(queue_key),
             ]
             rebuilt = b"" if entry.job_id.startswith(payload.CRON_ID_PREFIX) else job.payload
-            argv += [job.redis_job_id, rebuilt, job.score_ms, job.expires_ms]
+            argv += [job.redis_job_id, rebuilt, job.delay_ms, job.expires_ms]
         script = redis.register_script(_HAND_ON_LUA)
         handed += int(await script(keys=keys, args=argv))
     return handed
@@ -216,7 +231,9 @@ async def hand_on(redis: ArqRedis, entries: Sequence[OutboxEntry]) -> int:
 # A job arq started on a worker that died before the job's claim reached PostgreSQL: its record is
 # still pending, so the reaper does not know it, and arq would leave it for its whole in-progress
 # timeout. Freed only if the mark is older than a start and a claim take (its time left tells).
-_FREE_STRANDED_LUA = """
+_FREE_STRANDED_LUA = (
+    _NOW_LUA
+    + """
 local freed = 0
 for i = 0, (#KEYS / 3) - 1 do
   local in_progress_key, job_key, queue_key = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]
@@ -224,13 +241,14 @@ for i = 0, (#KEYS / 3) - 1 do
   if left > 0 and left <= tonumber(ARGV[1]) then
     redis.call('DEL', in_progress_key)
     if redis.call('EXISTS', job_key) == 1 then
-      redis.call('ZADD', queue_key, 'NX', ARGV[2], ARGV[i + 3])
+      redis.call('ZADD', queue_key, 'NX', now_ms, ARGV[i + 2])
     end
     freed = freed + 1
   end
 end
 return freed
 """
+)
 
 
 async def in_progress_ids(redis: ArqRedis) -> list[str]:
@@ -245,7 +263,6 @@ async def in_progress_ids(redis: ArqRedis) -> list[str]:
 async def free_stranded(redis: ArqRedis, entries: Sequence[OutboxEntry], *, older_than_left_ms: int) -> int:
     """Free pending jobs from an in-progress mark with at most `older_than_left_ms` left to live."""
     freed = 0
-    now_ms = _ms(datetime.now(UTC))
     for start in range(0, len(entries), _BATCH):
         keys: list[str] = []
         ids: list[str] = []
@@ -254,5 +271,5 @@ async def free_stranded(redis: ArqRedis, entries: Sequence[OutboxEntry], *, olde
             keys += [in_progress_key_prefix + redis_id, job_key_prefix + redis_id, redis_queue_key(entry.queue)]
             ids.append(redis_id)
         script = redis.register_script(_FREE_STRANDED_LUA)
-        freed += int(await script(keys=keys, args=[older_than_left_ms, now_ms, *ids]))
+        freed += int(await script(keys=keys, args=[older_than_left_ms, *ids]))
     return freed

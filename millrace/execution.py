@@ -22,6 +22,7 @@ import structlog
 
 from millrace import admission, payload, store, tracing
 from millrace.admission import CLAIM_POSTPONE_S, RATE_LIMIT_MAX_WAIT_S, ReservedSlot
+from millrace.clock import CLOCK
 from millrace.context import JobContext
 from millrace.declare import CronDefinition, JobDefinition
 from millrace.errors import (
@@ -64,6 +65,9 @@ CORRUPT_TIMEOUT_S = 5.0
 RELEASE_WAIT_S = 3.0
 #: arq refuses to run a job tried this often; the policy decides long before, this only bounds arq
 ARQ_MAX_TRIES = payload.MAX_JOB_TRY
+#: a cron tick starts no sooner than this before its time by PostgreSQL's clock (the scheduler reads
+#: Redis's clock, millrace.clock; the two may differ by a little)
+CRON_EARLY_TOLERANCE_S = 0.2
 
 JobBody = Callable[[JobContext[Any]], Awaitable[None]]
 #: what the application does when its job is dead for good: given the context and the reason
@@ -175,6 +179,11 @@ def cron_handler(definition: CronDefinition[Any]) -> Callable[..., Awaitable[Non
             await record_corrupt(arq_job, CorruptPayload(reason, arq_job.job_id.encode("utf-8", "backslashreplace")))
             return
         async with runtime.pool.acquire() as conn:
+            early_s = await store.cron.seconds_until(conn, tick_at)
+            if early_s > CRON_EARLY_TOLERANCE_S:
+                # a scheduler whose clock runs ahead of PostgreSQL's: the tick waits for its time
+                log.warning("cron_tick_early", cron=definition.name, tick_at=tick_at.isoformat(), early_s=early_s)
+                raise arq.worker.Retry(defer=early_s)
             owned = await store.cron.claim_tick(conn, definition.name, tick_at, arq_job.job_id)
         if not owned:
             log.info("cron_tick_skipped", cron=definition.name, tick_at=tick_at.isoformat())
@@ -455,7 +464,7 @@ def _finished_event(
     error: BaseException | None,
     retry_in_s: float | None,
 ) -> AttemptFinished:
-    now = datetime.now(UTC)
+    now = CLOCK.now()
     return AttemptFinished(
         job_id=attempt.intent.record_id,
         attempt=attempt.attempt,

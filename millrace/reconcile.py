@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import random
 import zlib
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import structlog
 from arq.connections import ArqRedis
@@ -41,7 +41,7 @@ async def reconcile_queue(pool: Pool, redis: ArqRedis, queue: str, *, quiet_for:
     while True:
         async with pool.acquire() as conn:
             page = await store.jobs.list_pending_quiet_since(
-                conn, queue, quiet_since=datetime.now(UTC) - quiet_for, after_id=after_id, limit=_PAGE
+                conn, queue, quiet_for=quiet_for, after_id=after_id, limit=_PAGE
             )
         if not page:
             return restored

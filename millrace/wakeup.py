@@ -17,12 +17,13 @@ the loop, and a turn comes at least every IDLE_WAIT_S; the wait ends when the ti
 from __future__ import annotations
 
 import builtins
-import time
 from collections.abc import Callable
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio import ConnectionPool
+
+from millrace.clock import CLOCK
 
 #: the longest an idle worker waits for a token before it reads its queue again
 IDLE_WAIT_S = 1.5
@@ -96,15 +97,15 @@ class WakingRedis(ArqRedis):
         wait_s = BUSY_WAIT_S if self.busy() else self.idle_wait_s
         if first_score is not None:  # wake no later than the earliest deferred job is due
             # (not min(): arq names this method's arguments min and max, after Redis's)
-            wait_s = builtins.min(wait_s, float(first_score) / 1000 - time.time())
+            wait_s = builtins.min(wait_s, float(first_score) / 1000 - CLOCK.time())
         if wait_s <= 0.001:
             return await self._read_again(name, min, start, num)
         # BLPOP takes fractional seconds (Redis >= 6), which redis-py's typed blpop() does not admit
         woken = await self.execute_command("BLPOP", wake_key(name), f"{wait_s:.3f}")  # type: ignore[no-untyped-call]
-        if woken is None and (first_score is None or float(first_score) / 1000 > time.time()):
+        if woken is None and (first_score is None or float(first_score) / 1000 > CLOCK.time()):
             return []  # nothing came and nothing fell due: arq's next turn reads again
         return await self._read_again(name, min, start, num)
 
     async def _read_again(self, name: str, min: Any, start: int | None, num: int) -> Any:
-        due, _ = await self._read(keys=[name, wake_key(name)], args=[min, int(time.time() * 1000), start or 0, num])
+        due, _ = await self._read(keys=[name, wake_key(name)], args=[min, CLOCK.ms(), start or 0, num])
         return due

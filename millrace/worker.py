@@ -7,12 +7,12 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any, TypeVar, cast
 
 import arq
 import structlog
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis, RedisSettings
 from arq.cron import CronJob
 from arq.typing import WorkerCoroutine
 from redis.asyncio.retry import Retry
@@ -20,8 +20,9 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from millrace import admission, cron_catchup, execution, payload, shutdown, store, wakeup
+from millrace import admission, clock, cron_catchup, execution, payload, shutdown, store, wakeup
 from millrace.client import JobClient
+from millrace.clock import CLOCK
 from millrace.declare import CronDefinition, JobDefinition
 from millrace.dropped import DroppedJobs
 from millrace.liveness import Liveness
@@ -210,6 +211,7 @@ async def _start_runtime(
         configure_logging(config.log_format, config.log_level)
     stack = AsyncExitStack()
     ctx[_STACK_KEY] = stack
+    await _read_redis_clock(stack, ctx["redis"])
     pool = await store.pool.create_pool(
         config.database_url,
         max_size=config.database_pool_max_size,
@@ -286,8 +288,20 @@ async def _start_runtime(
             await store.cron.declare_schedules(pool, [cron_catchup.declared(c) for c in crons])
         except OUTAGES as error:
             log.warning("cron_schedules_not_declared", error=repr(error))
-    await cron_catchup.catch_up(runtime, crons, datetime.now(UTC))
+    await cron_catchup.catch_up(runtime, crons, CLOCK.now())
     log.info("worker_started", queue=queue.name, worker=runtime.worker_name, concurrency=config.concurrency_of(queue))
+
+
+async def _read_redis_clock(stack: AsyncExitStack, redis: ArqRedis) -> None:
+    """arq's scores and cron ticks on Redis's clock, not this machine's (millrace.clock), from before arq's
+    scheduler first reads it, and measured again as long as the worker runs."""
+    clock.install_into_arq()
+    try:
+        await CLOCK.sync(redis)
+    except OUTAGES as error:  # arq itself has just reached Redis: a blip; the next measurement comes soon
+        log.warning("clock_sync_failed", error=repr(error))
+    task = asyncio.create_task(CLOCK.keep_in_sync(redis), name="millrace-clock-sync")
+    stack.callback(task.cancel)
 
 
 async def _start_delivery(

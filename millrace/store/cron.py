@@ -35,6 +35,12 @@ async def claim_tick(conn: Executor, name: str, tick_at: datetime, job_id: str) 
     return owner is not None
 
 
+async def seconds_until(conn: Executor, moment: datetime) -> float:
+    """How long until `moment` by PostgreSQL's clock (below 0: past)."""
+    value: float = await conn.fetchval("SELECT extract(epoch FROM $1::timestamptz - clock_timestamp())::float8", moment)
+    return value
+
+
 async def find_last_tick(conn: Executor, name: str) -> datetime | None:
     value: datetime | None = await conn.fetchval("SELECT max(tick_at) FROM millrace_cron_ticks WHERE name = $1", name)
     return value

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -234,18 +234,20 @@ _PENDING_ENTRY = "id AS job_id, queue, function, args, attempt_base, run_at, enq
 
 
 async def list_pending_quiet_since(
-    conn: Executor, queue: str, *, quiet_since: datetime, after_id: str, limit: int
+    conn: Executor, queue: str, *, quiet_for: timedelta, after_id: str, limit: int
 ) -> list[OutboxEntry]:
-    """One keyset page of a queue's pending jobs unchanged since `quiet_since`, as the relay would deliver them.
+    """One keyset page of a queue's pending jobs unchanged for `quiet_for` (by PostgreSQL's clock, which
+    wrote `updated_at`), as the relay would deliver them.
 
     Cron runs are left out: their ticks come round again, and arq names their functions itself.
     """
     rows = await conn.fetch(
         f"""SELECT {_PENDING_ENTRY} FROM millrace_jobs
-            WHERE queue = $1 AND {PENDING_SQL} AND updated_at < $2 AND id > $3 AND id NOT LIKE 'cron:%'
+            WHERE queue = $1 AND {PENDING_SQL} AND updated_at < now() - $2::interval AND id > $3
+              AND id NOT LIKE 'cron:%'
             ORDER BY id LIMIT $4""",
         queue,
-        quiet_since,
+        quiet_for,
         after_id,
         limit,
     )

@@ -175,6 +175,24 @@ async def guarded(ctx: JobContext[SampleServices], args: SleepArgs) -> None:
     await note(ctx, "end")
 
 
+GUARDED_SLOW = JobRef("guarded_slow", TESTQ, SleepArgs)
+
+
+@job(GUARDED_SLOW, retry=QUICK_RETRY, timeout_s=30)
+async def guarded_slow(ctx: JobContext[SampleServices], args: SleepArgs) -> None:
+    """An effect that takes a while inside its guarded transaction: the job's row is held all that time
+    (a worker frozen there holds it for as long as the freeze lasts)."""
+    async with ctx.services.db.acquire() as conn, conn.transaction():
+        if await ctx.first_time(conn):
+            await asyncio.sleep(args.seconds)
+            await conn.execute(
+                "INSERT INTO test_guarded_effects (job_id, attempt, worker) VALUES ($1, $2, $3)",
+                ctx.job_id,
+                ctx.attempt,
+                ctx.worker,
+            )
+
+
 class CallArgs(JobArgs):
     url: str
 
