@@ -107,8 +107,9 @@ class Settings(BaseSettings):
     outbound_allowed_hosts: list[str] = Field(default_factory=list)
 
     # Quotation PDFs: the LibreOffice command, how long one conversion may take, and the DOCX template
-    # (None: the one in jobs/templates/documents/)
-    soffice_command: list[str] = Field(default_factory=lambda: ["soffice"])
+    # (None: the one in jobs/templates/documents/). A command that is not installed ends the job at once
+    # (a configuration error), and the documents worker names it when it starts.
+    soffice_command: list[str] = Field(default_factory=lambda: ["soffice"], min_length=1)
     pdf_convert_timeout_s: float = Field(default=60.0, gt=0)
     quotation_template: Path | None = None
 
@@ -119,6 +120,8 @@ class Settings(BaseSettings):
     ai_model: str = "gpt-4o-mini"
     ai_calls_per_minute: int = Field(default=60, gt=0)
     ai_timeout_s: float = Field(default=60.0, gt=0)
+    # The command that reads a PDF's text (poppler's pdftotext), checked like soffice_command
+    pdftotext_command: list[str] = Field(default_factory=lambda: ["pdftotext"], min_length=1)
     # An uploaded document (PDF or text) past this size is refused with 413.
     document_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
 

@@ -21,9 +21,10 @@ from db.documents import Document
 from jobs import ai_client
 from jobs.ai_client import Message, ProviderRefused, ProviderThrottled
 from jobs.policies import retrying
+from jobs.programs import ProgramsNeeded
 from jobs.services import Services
-from jobs.text_extraction import Unextractable, extract_text
-from millrace import Cap, Connection, GiveUp, JobContext, RateLimit, RetryAfter, exponential, job
+from jobs.text_extraction import PDFTOTEXT, Unextractable, extract_text
+from millrace import Cap, ConfigurationError, Connection, GiveUp, JobContext, RateLimit, RetryAfter, exponential, job
 from millrace.limits import hold_off, wait_for_slot
 from millrace.storage import download
 from producers.documents import ANALYZE_DOCUMENT, DocumentArgs
@@ -36,6 +37,8 @@ AI_IN_FLIGHT = Cap("ai-provider", 2)
 #: answers that fail validation are sent back this many times with their errors, then the job gives up
 MAX_REPAIRS = 2
 AI_POLICY = retrying(6, exponential(first_s=2, factor=3, cap_s=300))
+#: its worker names the programs missing when it starts (jobs/worker.py)
+PROGRAMS = ProgramsNeeded(job=ANALYZE_DOCUMENT, programs=(PDFTOTEXT,))
 
 SYSTEM_PROMPT = (
     "You read business documents and answer with one JSON object only, with these keys: "
@@ -117,7 +120,7 @@ async def _text_of(services: Services, document: Document) -> str:
     with tempfile.TemporaryDirectory(prefix="millrace-document-") as folder:
         path = Path(folder) / "document"
         await download(services.storage, document.storage_key, path)
-        return await extract_text(path, document.kind)
+        return await extract_text(path, document.kind, pdftotext_command=services.settings.pdftotext_command)
 
 
 async def _summarize(ctx: JobContext[Services], document: Document, text: str) -> DocumentSummary:
@@ -144,7 +147,7 @@ async def _call(ctx: JobContext[Services], document: Document, messages: list[Me
     services = ctx.services
     settings = services.settings
     if settings.ai_api_url is None:
-        raise GiveUp("no AI provider is configured (AI_API_URL)")
+        raise ConfigurationError("no AI provider is configured (settings.ai_api_url, AI_API_URL)")
     rate = provider_rate(services)
     await wait_for_slot(ctx.jobs.redis, rate)
     key = None if settings.ai_api_key is None else settings.ai_api_key.get_secret_value()

@@ -13,9 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from jobs import subprocesses
+from jobs.programs import Program
 
 #: the command that starts LibreOffice; a setting, so that tests can put a misbehaving stand-in there
 DEFAULT_COMMAND = ("soffice",)
+LIBREOFFICE = Program(name="LibreOffice (soffice)", setting="soffice_command")
 
 
 class ConversionFailed(Exception):
@@ -43,9 +45,7 @@ async def docx_to_pdf(docx: Path, *, timeout_s: float, command: Sequence[str] = 
             str(docx),
         ]
         try:
-            finished = await subprocesses.run(argv, timeout_s=timeout_s)
-        except FileNotFoundError:
-            raise ConversionFailed(f"LibreOffice is not installed ({argv[0]!r} not found)") from None
+            finished = await subprocesses.run(LIBREOFFICE, argv, timeout_s=timeout_s)
         except subprocesses.TimedOut:
             raise ConversionFailed(f"LibreOffice did not finish within {timeout_s:g} s and was stopped") from None
         pdf = out / (docx.stem + ".pdf")

@@ -23,9 +23,10 @@ from docxtpl import DocxTemplate
 import db.quotations
 from db.quotations import Quotation
 from jobs.emails import Attachment, send_once
-from jobs.libreoffice import ConversionFailed, docx_to_pdf
+from jobs.libreoffice import LIBREOFFICE, ConversionFailed, docx_to_pdf
 from jobs.pdf import format_amount
 from jobs.policies import retrying
+from jobs.programs import ProgramsNeeded
 from jobs.services import Services
 from millrace import GiveUp, JobContext, exponential, job
 from millrace.storage import put_bytes
@@ -35,6 +36,8 @@ log = structlog.get_logger(__name__)
 
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "documents" / "quotation.docx"
 QUOTATION_POLICY = retrying(3, exponential(first_s=2, factor=3, cap_s=60))
+#: its worker names the programs missing when it starts (jobs/worker.py)
+PROGRAMS = ProgramsNeeded(job=RENDER_QUOTATION_PDF, programs=(LIBREOFFICE,))
 
 
 class TemplateProblem(Exception):

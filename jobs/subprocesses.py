@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
+from jobs.programs import Program, ProgramMissing
+
 
 class TimedOut(Exception):
     def __init__(self, timeout_s: float) -> None:
@@ -30,20 +32,26 @@ class Finished:
     stderr: bytes
 
 
-async def run(argv: Sequence[str], *, timeout_s: float, max_file_bytes: int | None = None) -> Finished:
-    """Run `argv` to its end; raises TimedOut (after killing it whole) or FileNotFoundError.
+async def run(
+    program: Program, argv: Sequence[str], *, timeout_s: float, max_file_bytes: int | None = None
+) -> Finished:
+    """Run `argv`, the command line of `program`, to its end; raises TimedOut (after killing it whole), or
+    ProgramMissing when `argv[0]` cannot be run (a configuration error: the job ends at once).
 
     With `max_file_bytes`, no file it writes may grow past that size (RLIMIT_FSIZE): a hostile input
     that would expand to gigabytes of output stops the program instead of filling the disk.
     """
-    process = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,  # its own process group, killed whole
-        preexec_fn=None if max_file_bytes is None else partial(_limit_file_size, max_file_bytes),
-    )
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # its own process group, killed whole
+            preexec_fn=None if max_file_bytes is None else partial(_limit_file_size, max_file_bytes),
+        )
+    except (FileNotFoundError, PermissionError):  # not there, or not a program: the same on every attempt
+        raise ProgramMissing(program, argv[0]) from None
     try:
         async with asyncio.timeout(timeout_s):
             _, stderr = await process.communicate()

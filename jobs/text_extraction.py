@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 
 from jobs import subprocesses
+from jobs.programs import Program
 
 #: the model reads this much of a document at most
 MAX_CHARS = 20_000
 EXTRACT_TIMEOUT_S = 30.0
 #: pdftotext may write this much text at most
 MAX_TEXT_BYTES = 32 * 1024 * 1024
+PDFTOTEXT = Program(name="pdftotext (poppler-utils)", setting="pdftotext_command")
 
 
 class Unextractable(Exception):
@@ -22,9 +25,9 @@ class Unextractable(Exception):
         super().__init__(reason)
 
 
-async def extract_text(path: Path, kind: str) -> str:
+async def extract_text(path: Path, kind: str, *, pdftotext_command: Sequence[str]) -> str:
     if kind == "pdf":
-        text = await _pdf_text(path)
+        text = await _pdf_text(path, pdftotext_command)
     else:
         raw = await asyncio.to_thread(path.read_bytes)
         if b"\x00" in raw[:8192]:
@@ -39,11 +42,12 @@ async def extract_text(path: Path, kind: str) -> str:
     return text[:MAX_CHARS]
 
 
-async def _pdf_text(path: Path) -> str:
+async def _pdf_text(path: Path, command: Sequence[str]) -> str:
     out = path.with_suffix(".txt")
     try:
         finished = await subprocesses.run(
-            ["pdftotext", "-enc", "UTF-8", "-l", "50", str(path), str(out)],
+            PDFTOTEXT,
+            [*command, "-enc", "UTF-8", "-l", "50", str(path), str(out)],
             timeout_s=EXTRACT_TIMEOUT_S,
             max_file_bytes=MAX_TEXT_BYTES,  # a PDF whose streams expand to gigabytes stops here
         )

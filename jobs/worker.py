@@ -13,12 +13,13 @@ from jobs import (
     maintenance,
     notifications,
     payments,
+    programs,
     quotations,
     reports,
     schedules,
 )
 from jobs.services import Services, open_services
-from millrace import JobClient, Queue, WorkerConfig, collect, worker_settings
+from millrace import JobClient, Queue, ServicesFactory, WorkerConfig, collect, worker_settings
 from settings import Settings
 
 
@@ -60,12 +61,21 @@ JOB_MODULES = (
 _jobs, _crons = collect(JOB_MODULES)
 
 
-def _services(jobs: JobClient) -> AbstractAsyncContextManager[Services]:
-    return open_services(settings, jobs)
+def services_for(settings: Settings, queue: Queue) -> ServicesFactory[Services]:
+    """What a worker of `queue` opens as it starts: it names the programs its jobs run and this machine
+    lacks (one warning line, jobs.programs), then opens the application's services."""
+    needed = programs.needed_on(queue, JOB_MODULES)
+
+    def open_for_queue(jobs: JobClient) -> AbstractAsyncContextManager[Services]:
+        programs.warn_if_missing(settings, queue, needed)
+        return open_services(settings, jobs)
+
+    return open_for_queue
 
 
 def _for(queue: Queue) -> type:
-    return worker_settings(queue, jobs=_jobs, crons=_crons, config=worker_config(settings), services=_services)
+    services = services_for(settings, queue)
+    return worker_settings(queue, jobs=_jobs, crons=_crons, config=worker_config(settings), services=services)
 
 
 EmailsWorker = _for(queues.EMAILS)

@@ -25,6 +25,7 @@ from millrace.declare import (
 )
 from millrace.errors import (
     AlreadyExists,
+    ConfigurationError,
     CorruptPayload,
     GiveUp,
     InvalidJobArguments,
@@ -66,6 +67,7 @@ __all__ = [
     "AttemptRecord",
     "Backoff",
     "Cap",
+    "ConfigurationError",
     "Connection",
     "CorruptPayload",
     "CronDefinition",

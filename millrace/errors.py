@@ -80,6 +80,16 @@ class GiveUp(Exception):
     """Raised by a job that knows no retry can help; the job becomes a dead letter at once."""
 
 
+class ConfigurationError(GiveUp):
+    """The deployment is wrong, not the job: a program that is not installed, a setting that names nothing.
+
+    No attempt can succeed until a person changes the configuration, so the job is a dead letter at once,
+    whatever its retry policy says (even one whose `retry_on` names this class). The message is the
+    job's recorded reason: say what is missing and which setting names it. A kind of GiveUp, so code
+    that treats GiveUp as final (marking a business record failed, say) treats this the same way.
+    """
+
+
 class LeaseLost(MillraceError):
     """The attempt no longer holds its job: it was handed to another worker (this one looked dead).
 

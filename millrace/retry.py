@@ -9,7 +9,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Literal
 
-from millrace.errors import GiveUp, RetryAfter
+from millrace.errors import ConfigurationError, GiveUp, RetryAfter
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,7 +46,7 @@ class Retry:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Die:
-    reason: Literal["give_up", "exhausted", "not_retryable"]
+    reason: Literal["misconfigured", "give_up", "exhausted", "not_retryable"]
 
 
 Decision = Retry | Die
@@ -69,6 +69,8 @@ class RetryPolicy:
 
     def decide(self, error: BaseException, attempt: int, rng: random.Random | None = None) -> Decision:
         """What to do after `attempt` (1-based, within this run's budget) failed with `error`."""
+        if isinstance(error, ConfigurationError):  # never retried: only a person's change can help
+            return Die(reason="misconfigured")
         if isinstance(error, (GiveUp, *self.give_up_on)):
             return Die(reason="give_up")
         if not isinstance(error, (RetryAfter, *self.retry_on)):

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from millrace.errors import GiveUp, RetryAfter
+from millrace.errors import ConfigurationError, GiveUp, RetryAfter
 from millrace.retry import Backoff, Die, Retry, RetryPolicy, exponential, fixed
 
 
@@ -45,6 +45,12 @@ def test_give_up_errors_die_at_once() -> None:
     policy = RetryPolicy(attempts=5, give_up_on=(PermissionError,))
     assert policy.decide(PermissionError(), 1) == Die(reason="give_up")
     assert policy.decide(GiveUp("no"), 1) == Die(reason="give_up")
+
+
+def test_a_configuration_error_is_never_retried() -> None:
+    """Whatever the policy: a missing program or setting needs a person, not another attempt."""
+    for policy in (RetryPolicy(attempts=5), RetryPolicy(attempts=5, retry_on=(ConfigurationError,))):
+        assert policy.decide(ConfigurationError("soffice is not installed"), 1) == Die(reason="misconfigured")
 
 
 def test_errors_outside_retry_on_are_not_retried() -> None:

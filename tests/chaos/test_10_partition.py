@@ -4,6 +4,7 @@ worker's late result neither overwrites the record nor repeats the guarded effec
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -14,10 +15,16 @@ from millrace import JobClient, store
 from tests.chaos.harness import FULL, chaos_only, pass_line
 from tests.netns import IsolatedHost, isolated_host
 from tests.processes import processes, wait_for
+from tests.programs import needs_programs
 from tests.sample import app
 from tests.servers import PrivatePostgres, PrivateRedis
 
-pytestmark = [pytest.mark.e2e, chaos_only]
+pytestmark = [
+    pytest.mark.e2e,
+    chaos_only,
+    needs_programs("ip", package="iproute2"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="`ip netns add` needs root"),
+]
 
 #: short: the sample worker's silence (3 s) and heartbeat (0.5 s); full: the shipped ones (10 s and 2 s),
 #: against the issue's bound of 15 s

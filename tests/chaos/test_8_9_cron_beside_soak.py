@@ -12,13 +12,20 @@ from pathlib import Path
 import pytest
 
 from millrace import Pool
-from tests.chaos.cron_clock_behind import run_cron_scenario
+from tests.chaos.cron_clock_behind import LIBFAKETIME, run_cron_scenario
 from tests.chaos.harness import chaos_only
 from tests.chaos.soak import run_soak
 from tests.processes import processes
 from tests.servers import PrivateRedis
 
-pytestmark = [pytest.mark.e2e, chaos_only]
+pytestmark = [
+    pytest.mark.e2e,
+    chaos_only,
+    pytest.mark.skipif(
+        not LIBFAKETIME.exists(),
+        reason=f"libfaketime not installed at {LIBFAKETIME} (apt-get install faketime; .ci/run installs it)",
+    ),
+]
 
 
 async def test_cron_ticks_once_with_a_lagging_clock_while_the_soak_holds_steady(

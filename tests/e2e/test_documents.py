@@ -18,6 +18,7 @@ from fpdf import FPDF
 from scripts.demo_load import wait_until_up
 from tests.ai_provider import VALID, AiProvider, ai_provider
 from tests.processes import processes, wait_for
+from tests.programs import needs_programs
 from tests.servers import free_port
 
 pytestmark = pytest.mark.e2e
@@ -72,6 +73,7 @@ def pdf_with(text: str) -> bytes:
     return buffer.getvalue()
 
 
+@needs_programs("pdftotext", package="poppler-utils")  # the worker reads the PDFs' text with it
 async def test_answers_are_validated_repaired_retried_and_their_cost_kept(
     database_url: str, redis_url: str, tmp_path: Path
 ) -> None:

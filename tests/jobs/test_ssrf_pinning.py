@@ -24,10 +24,13 @@ import httpx
 import pytest
 
 from jobs.ssrf import ResolverUnavailable, UnsafeUrl, check_outbound_url, guarded_client, resolution_failed
+from tests.programs import needs_programs
 
 NAME = "hooks.rebind.test"
 PUBLIC = "93.184.216.34"
 TIMEOUT = httpx.Timeout(5.0)
+#: the TLS tests make their certificates with it (tls_pair)
+needs_openssl = needs_programs("openssl", package="openssl")
 
 
 @dataclass
@@ -142,6 +145,7 @@ async def test_the_connection_goes_to_the_address_the_guard_checked() -> None:
     assert private.hosts == []
 
 
+@needs_openssl
 async def test_tls_names_the_host_while_the_socket_goes_to_the_checked_address(tmp_path: Path) -> None:
     server_tls, client_tls = tls_pair(tmp_path, NAME)
     async with serving(server_tls) as public, serving() as private:
@@ -154,6 +158,7 @@ async def test_tls_names_the_host_while_the_socket_goes_to_the_checked_address(t
     assert private.hosts == []
 
 
+@needs_openssl
 async def test_the_certificate_is_checked_against_the_name_not_the_address(tmp_path: Path) -> None:
     server_tls, _ = tls_pair(tmp_path, "someone-else.test")
     _, client_tls = tls_pair(tmp_path, NAME)

@@ -8,7 +8,6 @@ from typing import Any
 import arq.worker
 
 from jobs import worker as app_worker
-from jobs.services import open_services
 from millrace.declare import collect
 from millrace.queues import Queue
 from millrace.worker import WorkerConfig, worker_settings
@@ -28,9 +27,8 @@ async def run_app_workers(settings: Settings, queue: Queue, *, copies: int = 1, 
         # only delay that; the copies share one settings class, so they would share one client too
         idle_wait_s=0,
     )
-    worker_class = worker_settings(
-        queue, jobs=jobs, config=config, services=lambda client: open_services(settings, client)
-    )
+    # the services the real worker classes open, with the start-up check of the programs the queue's jobs run
+    worker_class = worker_settings(queue, jobs=jobs, config=config, services=app_worker.services_for(settings, queue))
     workers = [
         arq.worker.create_worker(worker_class, burst=True, handle_signals=False, **worker_options)
         for _ in range(copies)
