@@ -1,13 +1,14 @@
-"""Scenario 8, cron: three workers, one with its clock 90 s behind (libfaketime), restarted one at a time
-(SIGTERM and SIGKILL in turn) and once all together. Every tick runs once; ticks missed while every
-worker was down are caught up once, as the cron declares (`missed="run_once"`)."""
+"""Scenario 8, cron: three workers, one with its wall clock an hour ahead and one 90 s behind (libfaketime),
+restarted one at a time (SIGTERM and SIGKILL in turn) and once all together. Every tick runs once and none
+more than 1 s early by PostgreSQL's clock; ticks missed while every worker was down are caught up once
+where the cron declares `missed="run_once"`, and skipped where it declares `missed="skip"`."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from tests.processes import Process, ProcessFactory
 
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 CLOCK_BEHIND_S = 90
+CLOCK_AHEAD = "+1h"
+#: how early a tick may start, by PostgreSQL's clock
+EARLY_BOUND = timedelta(seconds=1)
 DURATION_S = pick(60, 1800)
 RESTART_EVERY_S = pick(7, 45)
 ALL_DOWN_S = 5
@@ -24,18 +28,18 @@ ALL_DOWN_S = 5
 EDGE_S = 5
 
 
-def lagging_env() -> dict[str, str]:
+def wrong_clock_env(offset: str) -> dict[str, str]:
     assert LIBFAKETIME.exists(), "scenario 8 needs libfaketime: apt-get install faketime"
     return {
         "LD_PRELOAD": str(LIBFAKETIME),
-        "FAKETIME": f"-{CLOCK_BEHIND_S}",
-        "FAKETIME_DONT_FAKE_MONOTONIC": "1",  # asyncio's timers keep real time; only the wall clock lags
+        "FAKETIME": offset,
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",  # asyncio's timers keep real time; only the wall clock is wrong
     }
 
 
 async def run_cron_scenario(pool: Pool, start: ProcessFactory, logs_folder: Path) -> None:
     command = ("arq", "tests.sample.worker.TestqWorker")
-    envs = [{}, {}, lagging_env()]
+    envs = [{}, wrong_clock_env(CLOCK_AHEAD), wrong_clock_env(f"-{CLOCK_BEHIND_S}")]
     launched = datetime.now(UTC)
     workers: list[Process] = [start(*command, **env) for env in envs]
     began = await first_worker_up(pool, since=launched)
@@ -90,7 +94,9 @@ async def check_ticks(
     restarts: int,
     logs: list[str],
 ) -> None:
-    rows = await pool.fetch("SELECT tick_at, job_id, attempt FROM test_effects WHERE kind = 'tick'")
+    rows = await pool.fetch("SELECT tick_at, job_id, attempt, at FROM test_effects WHERE kind = 'tick'")
+    early = [(r["tick_at"], r["at"]) for r in rows if r["at"] < r["tick_at"] - EARLY_BOUND]
+    assert not early, early
     runs: dict[datetime, set[str]] = defaultdict(set)
     bodies: dict[tuple[datetime, int], int] = defaultdict(int)
     for row in rows:
@@ -111,6 +117,7 @@ async def check_ticks(
     missing = [t for t in expected if t not in runs and t not in in_gap]
     assert not missing, missing
     caught_up = [t for t in in_gap if t in runs]
+    skipped = await check_skipped_ticks(pool, expected, in_gap, all_down)
     late_copies_refused = sum(log.count("cron_tick_skipped") for log in logs)
     pass_line(
         "8 cron, one clock 90 s behind",
@@ -122,4 +129,28 @@ async def check_ticks(
         worker_restarts=restarts,
         reruns_after_a_killed_attempt=reruns,
         late_copies_refused_in_final_logs=late_copies_refused,
+        early_ticks=0,
+        skip_cron_gap_ticks_skipped=skipped,
     )
+
+
+async def check_skipped_ticks(
+    pool: Pool, expected: list[datetime], in_gap: list[datetime], all_down: tuple[datetime, datetime] | None
+) -> int:
+    """The `missed="skip"` cron (every other second): each tick once, none early, none missed outside the
+    gap, and none of the gap's run (but those enqueued before the workers stopped: arq's scheduler puts a
+    tick in Redis up to a second ahead). Returns how many of the gap's ticks were skipped."""
+    rows = await pool.fetch("SELECT tick_at, at FROM test_effects WHERE kind = 'skip_tick'")
+    runs = Counter(r["tick_at"] for r in rows)
+    assert set(runs.values()) <= {1}, {t: n for t, n in runs.items() if n > 1}
+    early = [(r["tick_at"], r["at"]) for r in rows if r["at"] < r["tick_at"] - EARLY_BOUND]
+    assert not early, early
+    due = [t for t in expected if t.second % 2 == 0]
+    missing = [t for t in due if t not in runs and t not in in_gap]
+    assert not missing, missing
+    if all_down is None:
+        return 0
+    gap_ticks = [t for t in in_gap if t.second % 2 == 0 and all_down[0] + timedelta(seconds=2) < t < all_down[1]]
+    ran = [t for t in gap_ticks if t in runs]
+    assert not ran, ran
+    return len(gap_ticks)

@@ -299,3 +299,9 @@ async def count_rows(ctx: JobContext[SampleServices], args: CountArgs) -> None:
 @cron(queue=TESTQ, schedule=CronSchedule(second=None), missed="run_once")
 async def every_second(ctx: JobContext[SampleServices]) -> None:
     await note(ctx, "tick")
+
+
+@cron(queue=TESTQ, schedule=CronSchedule(second=set(range(0, 60, 2))), missed="skip")
+async def every_other_second(ctx: JobContext[SampleServices]) -> None:
+    """Ticks missed while no worker ran are skipped, not caught up."""
+    await note(ctx, "skip_tick")
