@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
@@ -130,7 +131,21 @@ def worker_settings(
     in_progress_timeout_s = max(timeouts) + 10
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        await _start_runtime(ctx, queue, config, services, crons, dropped, pause, in_progress_timeout_s)
+        delay_s = _START_RETRY_FIRST_S
+        while True:
+            try:
+                await _start_runtime(ctx, queue, config, services, crons, dropped, pause, in_progress_timeout_s)
+                return
+            except OUTAGES as error:
+                # PostgreSQL (or Redis) went away while the worker started: undo what was opened and
+                # wait, as a running worker waits out an outage, rather than end the process
+                stack: AsyncExitStack | None = ctx.pop(_STACK_KEY, None)
+                if stack is not None:
+                    with contextlib.suppress(Exception):
+                        await stack.aclose()
+                log.warning("worker_start_waiting", error=repr(error), retry_in_s=delay_s)
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, _START_RETRY_CAP_S)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         stack: AsyncExitStack | None = ctx.pop(_STACK_KEY, None)
@@ -167,6 +182,11 @@ def worker_settings(
         )
         attributes["poll_delay"] = wakeup.LOOP_DELAY_S
     return type(queue.worker_class_name, (), attributes)
+
+
+#: a worker that cannot start for an outage tries again after this long, doubling up to the cap
+_START_RETRY_FIRST_S = 0.5
+_START_RETRY_CAP_S = 5.0
 
 
 def patient_redis_settings(redis_url: str) -> RedisSettings:

@@ -120,7 +120,7 @@ async def check_ticks(
     skipped = await check_skipped_ticks(pool, expected, in_gap, all_down)
     late_copies_refused = sum(log.count("cron_tick_skipped") for log in logs)
     pass_line(
-        "8 cron, one clock 90 s behind",
+        "8 cron, clocks +1 h and -90 s",
         ticks_checked=len(expected),
         ran_twice=0,
         missed_outside_the_all_down_gap=0,
