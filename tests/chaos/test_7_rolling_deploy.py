@@ -10,7 +10,7 @@ import pytest
 
 from millrace import JobClient, Pool
 from tests.chaos.harness import check_once_each, elapsed, enqueue_mixed, pass_line, pick, wait_all_final
-from tests.processes import Process, processes
+from tests.processes import Process, processes, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -20,6 +20,10 @@ ROUNDS = int(pick(2, 5))
 #: the scenario sets no time bound; the load alone needs half the jobs x 1.5 s over 2 workers x 4 slots
 #: (187 s at full scale), and a retried job waits behind the older backlog, so the wait allows twice that
 DRAIN_WAIT_S = pick(180, 600)
+
+
+async def registered(pool: Pool, pid: int) -> bool:
+    return bool(await pool.fetchval("SELECT count(*) FROM millrace_workers WHERE pid = $1", pid))
 
 
 async def test_a_rolling_deploy_loses_nothing_and_counts_no_attempt(
@@ -34,12 +38,20 @@ async def test_a_rolling_deploy_loses_nothing_and_counts_no_attempt(
         def new_worker() -> Process:
             return start("arq", "tests.sample.worker.NoCronWorker", SHUTDOWN_GRACE_S="1")
 
+        async def ready(worker: Process) -> None:
+            # a rolling deploy stops the old worker once the new one is up; a process still importing
+            # when SIGTERM comes ends by the signal's default (-15), having taken nothing
+            await wait_for(lambda: registered(pool, worker.pid), timeout_s=120, what="the new worker to start")
+
         workers = [new_worker() for _ in range(WORKERS)]
+        for worker in workers:
+            await ready(worker)
         began = time.monotonic()
         for _ in range(ROUNDS):
             for n, old in enumerate(workers):
                 await asyncio.sleep(1.5)
                 workers[n] = new_worker()  # the new one first, as a rolling deploy does
+                await ready(workers[n])
                 old.stop(timeout_s=20)
                 assert old.popen.returncode == 0, old.output()
         await wait_all_final(pool, JOBS, timeout_s=DRAIN_WAIT_S)
