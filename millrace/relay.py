@@ -87,9 +87,12 @@ class OutboxRelay:
             except OUTAGES as error:
                 failures += 1
                 log.warning("outbox_delivery_failed", error=repr(error), consecutive_failures=failures)
+            delay = self._sweep_interval_s if failures == 0 else min(0.1 * 2**failures, 5.0)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that comes as the event
+            # is set (a NOTIFY as the worker stops), so the loop went on and close() waited for it for ever
             with contextlib.suppress(TimeoutError):
-                delay = self._sweep_interval_s if failures == 0 else min(0.1 * 2**failures, 5.0)
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             self._wake.clear()
 
     def _on_notify(self, _conn: Connection, _pid: int, _channel: str, queue: object) -> None:

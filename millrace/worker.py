@@ -22,6 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from millrace import admission, clock, cron_catchup, execution, payload, shutdown, store, wakeup
+from millrace.analyser import ANALYSE_INTERVAL_S, TableAnalyser
 from millrace.client import JobClient
 from millrace.clock import CLOCK
 from millrace.declare import CronDefinition, JobDefinition
@@ -74,6 +75,8 @@ class WorkerConfig:
     #: a record unchanged for this long is a candidate: younger ones may still be on their way to Redis
     reconcile_quiet_s: float = 10.0
     outbox_sweep_interval_s: float = 1.0
+    #: how often a worker looks for runtime tables that grew, and analyses them (see store.statistics)
+    analyse_interval_s: float = ANALYSE_INTERVAL_S
     #: how often the progress jobs report is written to their records (one statement for all of them)
     progress_interval_s: float = 1.0
     database_pool_max_size: int = 10
@@ -232,12 +235,22 @@ async def _start_runtime(
     stack = AsyncExitStack()
     ctx[_STACK_KEY] = stack
     await _read_redis_clock(stack, ctx["redis"])
+    # the record writer and the progress writer each write one batch at a time, on a connection of their
+    # own (of the pool's size) that never plans a sequential scan: their statements find every row by key,
+    # and a plan cached while the tables were small must not scan them until the analyser's next pass
     pool = await store.pool.create_pool(
         config.database_url,
-        max_size=config.database_pool_max_size,
+        max_size=max(config.database_pool_max_size - 2, 1),
         statement_timeout_s=config.database_statement_timeout_s,
     )
     stack.push_async_callback(pool.close)
+    keyed_pool = await store.pool.create_pool(
+        config.database_url,
+        max_size=2,
+        server_settings=store.pool.KEYED_STATEMENTS_ONLY,
+        statement_timeout_s=config.database_statement_timeout_s,
+    )
+    stack.push_async_callback(keyed_pool.close)
     # The runtime's own Redis calls fail fast and are tried again later; only arq's loop waits out an outage.
     jobs = await stack.enter_async_context(JobClient.open(redis_url=config.redis_url, pool=pool))
     dropped.attach(pool, jobs.redis)
@@ -248,7 +261,11 @@ async def _start_runtime(
     abortable: dict[str, asyncio.Task[Any]] = {}
     aborting: set[str] = set()
     in_hand = InHand()
-    records = RecordWriter(pool, in_hand=lambda: in_hand.count, max_in_hand=config.concurrency_of(queue))
+    # before the first claim: the claim's plans need statistics of the history (store.statistics)
+    analyser = TableAnalyser(pool, interval_s=config.analyse_interval_s)
+    await analyser.start()
+    stack.push_async_callback(analyser.close)
+    records = RecordWriter(keyed_pool, in_hand=lambda: in_hand.count, max_in_hand=config.concurrency_of(queue))
     liveness = Liveness(
         dsn=config.database_url,
         redis=jobs.redis,
@@ -269,7 +286,7 @@ async def _start_runtime(
     stack.push_async_callback(liveness.close)
     records.start()
     stack.push_async_callback(records.close)
-    progress = ProgressWriter(pool, interval_s=config.progress_interval_s)
+    progress = ProgressWriter(keyed_pool, interval_s=config.progress_interval_s)
     progress.start()
     stack.push_async_callback(progress.close)
     if config.event_loop_stall_s is not None:

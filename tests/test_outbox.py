@@ -211,3 +211,15 @@ async def test_a_job_neither_redis_nor_the_outbox_took_is_left_to_the_reconciler
         assert await reconcile_queue(pool, client.redis, app.TESTQ.name, quiet_for=quiet) == 1
     await run_worker(redis_url=private_redis.url)
     assert [r["job_id"] for r in await effects(pool, "ran")] == [enqueued.id]
+
+
+async def test_a_relay_woken_as_it_is_closed_stops(client: JobClient, pool: Pool, database_url: str) -> None:
+    """A NOTIFY that comes as the worker stops (a group's follow-up enqueued by its last finish) does not
+    keep the relay going: on Python 3.11 asyncio.wait_for swallowed the cancel, and close() waited for ever."""
+    running = OutboxRelay(pool=pool, redis=client.redis, dsn=database_url, queues=["testq"], sweep_interval_s=60)
+    running.start()
+    await asyncio.sleep(0.2)  # listening, waiting for a NOTIFY
+    running._on_notify(None, 0, store.outbox.CHANNEL, "testq")  # type: ignore[arg-type]  # what the NOTIFY calls
+    closing = asyncio.ensure_future(running.close())
+    done, _ = await asyncio.wait({closing}, timeout=5)  # waits, cancels nothing (wait_for's cancel would end it)
+    assert done, "close() still waiting for the relay"

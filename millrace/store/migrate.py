@@ -12,6 +12,7 @@ from importlib import resources
 
 import structlog
 
+from millrace.store import statistics
 from millrace.store.pool import Connection
 
 log = structlog.get_logger(__name__)
@@ -52,8 +53,11 @@ _ADOPT_LEGACY = """INSERT INTO millrace_schema_migrations (series, name, applied
 async def apply_migrations(conn: Connection, series: Sequence[MigrationSeries] = ()) -> list[str]:
     """Apply what is missing of the runtime's series, then of `series`; returns `series/name` of each applied.
 
-    Safe when several processes run it at once: they queue on an advisory lock. The one place where the
-    runtime lifts its statement bound: a migration may rewrite a big table, and the others wait for it.
+    Safe when several processes run it at once: they queue on an advisory lock. Ends by analysing the
+    runtime's tables that have no statistics yet or have grown (store.statistics): a database upgraded
+    or restored with autovacuum off would otherwise have its history read whole by every claim. The one
+    place where the runtime lifts its statement bound: a migration may rewrite a big table, and the
+    others wait for it.
     """
     applied: list[str] = []
     await conn.execute("SET statement_timeout = 0")
@@ -63,6 +67,9 @@ async def apply_migrations(conn: Connection, series: Sequence[MigrationSeries] =
         legacy = await conn.fetchval("SELECT to_regclass('millrace_migrations') IS NOT NULL")
         for one in (RUNTIME_MIGRATIONS, *series):
             applied += await _apply_series(conn, one, adopt_legacy=bool(legacy))
+        analysed = await statistics.analyse_grown_tables(conn)
+        if analysed:
+            log.info("tables_analysed", tables=analysed)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
         await conn.execute("RESET statement_timeout")  # back to the bound the connection was opened with
