@@ -33,7 +33,7 @@ lint: install
 
 # Every chaos scenario at full scale, with real processes and private servers; prints a pass line each.
 # Two lanes: the half-hour cron-and-soak test beside the others in a row. `make test` runs the short
-# versions of scenarios 1, 2, 4 and 7.
+# versions of scenarios 1, 2, 4, 7 and 12.
 chaos: install
 	$(BIN)/python scripts/services.py --database-url $(TEST_DATABASE_URL) --redis-url $(TEST_REDIS_URL)
 	MILLRACE_CHAOS=full $(BIN)/python scripts/chaos_lanes.py -o timeout=2400
