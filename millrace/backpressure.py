@@ -29,15 +29,19 @@ _UNREADABLE: tuple[type[BaseException], ...] = (*OUTAGES, OSError)
 LOOK_AGAIN_S = 0.2
 
 
-async def make_room(redis: ArqRedis, queue: Queue, jobs: int, *, wait_s: float = 0.0) -> None:
+async def make_room(
+    redis: ArqRedis, queue: Queue, jobs: int, *, wait_s: float = 0.0, read_by: float | None = None
+) -> None:
     """Return when `jobs` more fit under the queue's `max_backlog`; raise QueueFull if they do not
-    within `wait_s` seconds."""
+    within `wait_s` seconds. A read Redis has not answered by `read_by` (the loop's time) counts as Redis
+    away: the producer is not held up by it."""
     if queue.max_backlog is None:
         return
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            backlog = int(await redis.zcard(queue.redis_key))
+            async with asyncio.timeout_at(read_by):  # its TimeoutError is an OSError: unreadable
+                backlog = int(await redis.zcard(queue.redis_key))
         except _UNREADABLE as error:
             log.warning("queue_backlog_unknown", queue=queue.name, error=repr(error))
             return

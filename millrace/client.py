@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -15,13 +16,14 @@ import structlog
 from arq.connections import ArqRedis
 from redis.asyncio import ConnectionPool
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from millrace import backpressure, dispatch, payload, store, tracing
 from millrace.clock import CLOCK
 from millrace.declare import JobArgs, JobRef
 from millrace.group_commit import GroupCommit
 from millrace.records import GroupStatus, JobRecord, NewJob, OutboxEntry
-from millrace.relay import deliver_all
+from millrace.relay import deliver_batch
 from millrace.store.pool import TRANSIENT_ERRORS, Connection, Pool
 from millrace.text import unstorable_text
 
@@ -34,8 +36,17 @@ MAX_DELAY = timedelta(days=366)
 #: the longest head start: a day lets urgent work pass a day's backlog, and bounds how long a normal job
 #: can be passed by others. No negative one: a score in the future would hold a job back on an idle queue
 MAX_PRIORITY_S = 24 * 3600
-#: a producer must not hang on a Redis that does not answer: it falls back to the outbox instead
-_REDIS_CONNECT_TIMEOUT_S = 2.0
+#: the longest a caller waits on Redis through a JobClient (`JobClient.open(answer_within_s=...)`). A direct
+#: enqueue answers within it whatever Redis does (a pause, a partition, a connect that never completes): its job
+#: pushed, or handed to the outbox, never an error once its record is written. `cancel`, `abort` and
+#: `retry_dead` wait no longer on Redis either, nor does any other call through `client.redis` on one reply
+#: (the client's socket timeouts). PostgreSQL's part before a job is on record is not bounded here: an answer
+#: cut short there could not say whether the job was written
+ANSWER_WITHIN_S = 2.0
+#: of a direct enqueue's bound, the share kept for handing the job to the outbox once Redis has not answered
+_OUTBOX_SHARE = 0.25
+#: kept back from the bound for handing the answer to its caller: waking it, on a loaded machine
+_ANSWER_MARGIN_S = 0.05
 #: a job key is an identifier (an event id, "report:2026-12-05"), not a document; this keeps it well inside
 #: PostgreSQL's limit for an index entry (2,704 bytes) whatever its characters
 MAX_JOB_KEY_CHARS = 500
@@ -72,6 +83,14 @@ class _StartedMeanwhile(Exception):
     pass
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Direct:
+    """A direct enqueue waiting for its batch: the job, and the loop's time by which its caller has its answer."""
+
+    new: NewJob
+    answer_by: float
+
+
 class JobClient:
     """Enqueues jobs. Cheap to share: one per process, opened at start-up, closed at shutdown.
 
@@ -79,26 +98,42 @@ class JobClient:
     delivered only if that transaction commits, and it survives Redis being down meanwhile.
     """
 
-    def __init__(self, *, redis: ArqRedis, pool: Pool) -> None:
+    def __init__(self, *, redis: ArqRedis, pool: Pool, answer_within_s: float = ANSWER_WITHIN_S) -> None:
+        if not answer_within_s > 0:  # NaN fails this too
+            raise ValueError("answer_within_s must be a positive number of seconds")
         self.redis = redis
         self.pool = pool
+        self.answer_within_s = answer_within_s
         #: direct enqueues from concurrent callers: one INSERT and one Redis call a batch
         self.direct = GroupCommit(self._write_direct)
+        #: outbox writes for jobs Redis did not take, still going on after their callers had their answer
+        self._handoffs: set[asyncio.Task[None]] = set()
 
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, *, redis_url: str, database_url: str | None = None, pool: Pool | None = None
+        cls,
+        *,
+        redis_url: str,
+        database_url: str | None = None,
+        pool: Pool | None = None,
+        answer_within_s: float = ANSWER_WITHIN_S,
     ) -> AsyncIterator[JobClient]:
         """Open Redis, and PostgreSQL unless the app hands over the pool it already has.
 
         Redis is connected lazily: a web process starts while Redis is down, and its jobs go through
-        the outbox until Redis is back.
+        the outbox until Redis is back. `answer_within_s` bounds every wait on Redis (see ANSWER_WITHIN_S):
+        a direct enqueue answers within it whatever Redis does.
         """
         if pool is None and database_url is None:
             raise ValueError("JobClient needs a database_url or an asyncpg pool")
+        if not answer_within_s > 0:
+            raise ValueError("answer_within_s must be a positive number of seconds")
+        # the socket timeouts bound each connect and each reply of any call through `client.redis`; the
+        # client's own calls are bounded as a whole besides (a push may connect, then send two commands)
+        timeouts_s = {"socket_connect_timeout": answer_within_s, "socket_timeout": answer_within_s}
         redis = ArqRedis(
-            ConnectionPool.from_url(redis_url, socket_connect_timeout=_REDIS_CONNECT_TIMEOUT_S),
+            ConnectionPool.from_url(redis_url, **timeouts_s),
             job_serializer=payload.dumps,
             job_deserializer=payload.loads,
         )
@@ -107,11 +142,12 @@ class JobClient:
             if pool is None:
                 assert database_url is not None
                 pool = await store.pool.create_pool(database_url)
-            client = cls(redis=redis, pool=pool)
+            client = cls(redis=redis, pool=pool, answer_within_s=answer_within_s)
             try:
                 yield client
             finally:
                 await client.direct.drain()
+                await client._finish_handoffs()
         finally:
             if own_pool and pool is not None:
                 await pool.close()
@@ -136,8 +172,14 @@ class JobClient:
 
         On a queue with a `max_backlog` that is full, waits up to `wait_for_room_s` for room, then raises
         QueueFull (nothing is written then).
+
+        Without `conn`, answers within `answer_within_s` (plus `wait_for_room_s`) whatever Redis does, as long
+        as PostgreSQL answers: `via="redis"` if Redis took the job in time, `via="outbox"` if not (the relay or
+        the reconciler delivers it; a push that landed late is not doubled, its arq id is the record's).
         """
-        await backpressure.make_room(self.redis, ref.queue, 1, wait_s=wait_for_room_s)
+        answer_by = self._answer_by(wait_for_room_s)
+        read_by = self._push_by(answer_by)
+        await backpressure.make_room(self.redis, ref.queue, 1, wait_s=wait_for_room_s, read_by=read_by)
         with tracing.publishing(ref.queue.name, ref.name) as published:
             new = new_job(
                 ref,
@@ -148,7 +190,7 @@ class JobClient:
                 priority=priority,
                 trace_context=published.context,
             )
-            enqueued = await self._enqueue(new, conn)
+            enqueued = await self._enqueue(new, conn, answer_by)
             published.identify(enqueued.id)
             return enqueued
 
@@ -162,7 +204,7 @@ class JobClient:
         keys = list(job_keys) if job_keys is not None else [None] * len(many_args)
         if len(keys) != len(many_args):
             raise ValueError("give one job key (or None) per job")
-        await backpressure.make_room(self.redis, ref.queue, len(keys))
+        await backpressure.make_room(self.redis, ref.queue, len(keys), read_by=self._answer_by())
         with tracing.publishing(ref.queue.name, ref.name, jobs=len(keys)) as published:
             context = published.context
             new = [
@@ -184,7 +226,7 @@ class JobClient:
         workers. It reads the children's outcomes from wherever they wrote them. With no children, it is
         enqueued at once.
         """
-        await backpressure.make_room(self.redis, ref.queue, len(many_args))
+        await backpressure.make_room(self.redis, ref.queue, len(many_args), read_by=self._answer_by())
         group_id = uuid.uuid4().hex
         with tracing.publishing(ref.queue.name, ref.name, jobs=len(many_args)) as published:
             context = published.context
@@ -204,7 +246,10 @@ class JobClient:
             return await store.groups.group_status(conn, group_id)
 
     async def cancel(self, job_id: str) -> Literal["cancelled", "running", "not_pending"]:
-        """Cancel a job that has not started yet, or that waits for its next attempt."""
+        """Cancel a job that has not started yet, or that waits for its next attempt.
+
+        Raises a RedisError, and changes nothing, if Redis does not answer within `answer_within_s`."""
+        answer_by = self._answer_by()
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 job = await store.jobs.mark_cancelled(conn, job_id)
@@ -213,7 +258,9 @@ class JobClient:
                 await store.groups.count_ended(conn, [job.id])  # a cancelled child counts as ended
                 await store.outbox.delete_entries_of(conn, job_id)
                 redis_id = payload.redis_job_id(job.id, job.attempt_base)
-                if not await dispatch.remove_unstarted(self.redis, redis_id, job.queue):
+                async with self._redis_until(answer_by):
+                    removed = await dispatch.remove_unstarted(self.redis, redis_id, job.queue)
+                if not removed:
                     raise _StartedMeanwhile  # leaving the transaction by an exception undoes the cancel
         except _StartedMeanwhile:
             return "running"
@@ -235,33 +282,57 @@ class JobClient:
     async def retry_dead(self, job_ids: Sequence[str]) -> DeadRetried:
         """Give dead jobs a fresh budget of attempts; their records keep every earlier attempt.
 
-        Delivered now if Redis answers; otherwise the workers' relays deliver them when it is back.
+        Delivered now if Redis answers within `answer_within_s`; otherwise the workers' relays deliver them
+        when it is back.
         """
+        answer_by = self._answer_by()
         async with self.pool.acquire() as conn, conn.transaction():
             requeued = await store.jobs.mark_dead_requeued(conn, job_ids)
             await store.outbox.insert_entries(conn, requeued)
         queues = sorted({e.queue for e in requeued})
+        delivered = 0
         try:
-            delivered = await deliver_all(self.pool, self.redis, queues) if queues else 0
+            async with self._redis_until(answer_by):
+                while queues and (batch := await deliver_batch(self.pool, self.redis, queues)):
+                    delivered += batch
         except (RedisError, OSError) as error:
-            log.warning("dead_retry_left_to_relay", jobs=len(requeued), error=repr(error))
-            delivered = 0
+            log.warning("dead_retry_left_to_relay", jobs=len(requeued) - delivered, error=repr(error))
         return DeadRetried(requeued=[e.job_id for e in requeued], delivered=delivered)
 
-    async def _enqueue(self, new: NewJob, conn: Connection | None) -> EnqueuedJob:
+    def _answer_by(self, extra_s: float = 0.0) -> float:
+        """The loop's time by which a call starting now answers."""
+        return asyncio.get_running_loop().time() + extra_s + self.answer_within_s - _ANSWER_MARGIN_S
+
+    def _push_by(self, answer_by: float) -> float:
+        """The time by which Redis must have taken a job, leaving the rest for handing it to the outbox."""
+        return answer_by - self.answer_within_s * _OUTBOX_SHARE
+
+    @asynccontextmanager
+    async def _redis_until(self, deadline: float) -> AsyncIterator[None]:
+        """Cut the block's wait on Redis at `deadline` (the loop's time): connect, retries and replies all
+        count. Past it, a RedisError like any outage's; a command sent may still be carried out later."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                yield
+        except TimeoutError as error:
+            raise RedisTimeoutError(f"Redis did not answer within {self.answer_within_s} s") from error
+
+    async def _enqueue(self, new: NewJob, conn: Connection | None, answer_by: float) -> EnqueuedJob:
         if conn is not None:
             job_id, created = await _insert(conn, new, with_outbox=True)
             return EnqueuedJob(id=job_id, created=created, via="outbox")
         if new.job_key is not None:
             # alone: its INSERT may wait on another transaction that holds the key, and must not hold a
             # batch of other callers' jobs behind it
-            return await self._enqueue_alone(new)
-        enqueued = await self.direct.submit(new)
-        return enqueued if enqueued is not None else await self._enqueue_alone(new)
+            return await self._enqueue_alone(new, answer_by)
+        enqueued = await self.direct.submit(_Direct(new=new, answer_by=answer_by))
+        return enqueued if enqueued is not None else await self._enqueue_alone(new, answer_by)
 
-    async def _write_direct(self, batch: list[NewJob]) -> list[EnqueuedJob | None]:
-        """Write a batch of direct enqueues: one INSERT, then one Redis call. None for a job to be
-        enqueued alone: one whose key a pending job holds, or every job of a batch PostgreSQL refused."""
+    async def _write_direct(self, directs: list[_Direct]) -> list[EnqueuedJob | None]:
+        """Write a batch of direct enqueues: one INSERT, then one Redis call, cut short in time for the
+        batch's first caller. None for a job to be enqueued alone: one whose key a pending job holds, or
+        every job of a batch PostgreSQL refused."""
+        batch = [direct.new for direct in directs]
         try:
             async with self.pool.acquire() as own:
                 created = await store.jobs.insert_jobs(own, batch)
@@ -274,32 +345,63 @@ class JobClient:
             log.warning("enqueue_batch_refused", jobs=len(batch), error_type=type(error).__name__)
             return [None] * len(batch)
         fresh = [new for new in batch if new.id in created]
-        via = await self._deliver(fresh) if fresh else "redis"
+        answer_by = min(direct.answer_by for direct in directs)
+        via = await self._deliver(fresh, answer_by) if fresh else "redis"
         return [EnqueuedJob(id=new.id, created=True, via=via) if new.id in created else None for new in batch]
 
-    async def _enqueue_alone(self, new: NewJob) -> EnqueuedJob:
+    async def _enqueue_alone(self, new: NewJob, answer_by: float) -> EnqueuedJob:
         async with self.pool.acquire() as own:
             job_id, created = await _insert(own, new, with_outbox=False)
         if not created:
             return EnqueuedJob(id=job_id, created=False, via="redis")
-        return EnqueuedJob(id=new.id, created=True, via=await self._deliver([new]))
+        return EnqueuedJob(id=new.id, created=True, via=await self._deliver([new], answer_by))
 
-    async def _deliver(self, jobs: list[NewJob]) -> Literal["redis", "outbox"]:
-        """Push recorded jobs to Redis; if Redis is away, hand them to the relay rather than lose them."""
+    async def _deliver(self, jobs: list[NewJob], answer_by: float) -> Literal["redis", "outbox"]:
+        """Push recorded jobs to Redis; if Redis is away or slow, hand them to the relay rather than lose them."""
         entries = [_entry_of(new) for new in jobs]
+        push_by = self._push_by(answer_by)
         try:
-            await dispatch.push(self.redis, [dispatch.for_entry(entry) for entry in entries])
+            if asyncio.get_running_loop().time() >= push_by:  # spent waiting for the batch before: no push
+                raise RedisTimeoutError("no time was left to push to Redis")
+            async with self._redis_until(push_by):
+                await dispatch.push(self.redis, [dispatch.for_entry(entry) for entry in entries])
         except (RedisError, OSError) as error:
             log.warning("job_push_failed_handed_to_relay", job_ids=[new.id for new in jobs], error=repr(error))
-            try:
-                async with self.pool.acquire() as own:
-                    await store.outbox.insert_entries(own, entries)
-            except Exception:
-                # the jobs are on record, pending: the reconciler pushes what Redis lacks once it has been
-                # quiet a while. An error now would make callers enqueue them a second time
-                log.exception("job_left_to_the_reconciler", job_ids=[new.id for new in jobs])
+            await self._hand_to_relay(entries, answer_by)
             return "outbox"
         return "redis"
+
+    async def _hand_to_relay(self, entries: list[OutboxEntry], answer_by: float) -> None:
+        """Write the jobs' outbox rows, waiting for the write until `answer_by` at most: a slow PostgreSQL
+        finishes it in the background (the callers have their answer by then), and the relay delivers."""
+        handoff = asyncio.create_task(self._write_outbox(entries), name="millrace-outbox-handoff")
+        self._handoffs.add(handoff)
+        handoff.add_done_callback(self._handoffs.discard)
+        await asyncio.wait([handoff], timeout=max(answer_by - asyncio.get_running_loop().time(), 0.0))
+
+    async def _write_outbox(self, entries: list[OutboxEntry]) -> None:
+        job_ids = [entry.job_id for entry in entries]
+        try:
+            async with self.pool.acquire() as own:
+                await store.outbox.insert_entries(own, entries)
+        except asyncio.CancelledError:
+            log.warning("job_left_to_the_reconciler", job_ids=job_ids, error="cut at the client's close")
+            raise
+        except Exception:
+            # the jobs are on record, pending: the reconciler pushes what Redis lacks once it has been
+            # quiet a while. An error now would make callers enqueue them a second time
+            log.exception("job_left_to_the_reconciler", job_ids=job_ids)
+
+    async def _finish_handoffs(self) -> None:
+        """At close: give the outbox writes still going on `answer_within_s` to end, then cut them (their jobs
+        are on record, pending: the reconciler delivers them)."""
+        if not self._handoffs:
+            return
+        _, late = await asyncio.wait(set(self._handoffs), timeout=self.answer_within_s)
+        for handoff in late:
+            handoff.cancel()
+        if late:
+            await asyncio.wait(late, timeout=self.answer_within_s)
 
 
 def _entry_of(new: NewJob) -> OutboxEntry:

@@ -3,6 +3,7 @@ the test can cut and heal. Traffic stays on the pair; the namespace has no route
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 from collections.abc import Iterator
@@ -32,6 +33,20 @@ class IsolatedHost:
 
     def heal(self) -> None:
         _ip("link", "set", f"{self.name}-h", "up")
+
+    def cut_far_end(self) -> None:
+        """A partition as this machine sees it: the test host's end of the link goes down, and this machine
+        keeps sending into the link (the host's address pinned in its neighbour table), which drops every
+        packet. Established connections and new connects alike wait unanswered. (With `cut`, a connect from
+        this machine finds no route on the link and leaves by the default route instead.)"""
+        far_end = [*self.wrap, "ip", "-j", "link", "show", f"{self.name}-n"]
+        shown = subprocess.run(far_end, check=True, capture_output=True)
+        mac = json.loads(shown.stdout)[0]["address"]
+        _ip("neigh", "replace", self.address, "lladdr", mac, "dev", f"{self.name}-h", "nud", "permanent")
+        _ip("netns", "exec", self.name, "ip", "link", "set", f"{self.name}-n", "down")
+
+    def heal_far_end(self) -> None:
+        _ip("netns", "exec", self.name, "ip", "link", "set", f"{self.name}-n", "up")
 
 
 @contextmanager

@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +31,14 @@ def free_port() -> int:
 class PrivateRedis:
     """A redis-server of the test's own on a free port, stopped by its pid."""
 
-    def __init__(self, folder: Path, *, append_only: bool = False, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, folder: Path, *, append_only: bool = False, host: str = "127.0.0.1", wrap: Sequence[str] = ()
+    ) -> None:
         self.folder = folder
         #: where its clients reach it; it listens on loopback too
         self.host = host
+        #: prefix of its command: `ip netns exec NAME` runs it on a test host (tests/netns.py)
+        self.wrap = tuple(wrap)
         self.port = free_port()
         #: keep an append-only file (fsync every second, Redis's default), so a restart keeps the queue
         self.append_only = append_only
@@ -49,7 +53,7 @@ class PrivateRedis:
         command += ["--save", "", "--appendonly", "yes" if self.append_only else "no", "--dir", str(self.folder)]
         if self.host != "127.0.0.1":  # a test host's clients come from its own address, which protected mode refuses
             command += ["--protected-mode", "no"]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        self.process = subprocess.Popen([*self.wrap, *command], stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:

@@ -54,7 +54,7 @@ async def test_a_job_postgresql_refuses_fails_only_its_caller(client: JobClient,
     # past that check stands for whatever else PostgreSQL might refuse: it spoils the batch's statement
     bad = dataclasses.replace(new_job(app.NOOP, NoArgs()), job_key="a\x00b")
     calls = [client.enqueue(app.NOOP, NoArgs()) for _ in range(5)]
-    calls.insert(2, client._enqueue(bad, None))  # enqueue's own path, past its checks
+    calls.insert(2, client._enqueue(bad, None, client._answer_by()))  # enqueue's own path, past its checks
     outcomes = await asyncio.gather(*calls, return_exceptions=True)
     assert isinstance(outcomes[2], asyncpg.PostgresError)
     fine = [o.id for o in outcomes if isinstance(o, EnqueuedJob)]
