@@ -87,9 +87,11 @@ class OutboxRelay:
             except OUTAGES as error:
                 failures += 1
                 log.warning("outbox_delivery_failed", error=repr(error), consecutive_failures=failures)
-            with contextlib.suppress(TimeoutError):
-                delay = self._sweep_interval_s if failures == 0 else min(0.1 * 2**failures, 5.0)
-                await asyncio.wait_for(self._wake.wait(), delay)
+            if failures:  # a producer's notice while Redis is away would only bring another failure (and line)
+                await asyncio.sleep(min(0.1 * 2**failures, 5.0))
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._sweep_interval_s)
             self._wake.clear()
 
     def _on_notify(self, _conn: Connection, _pid: int, _channel: str, queue: object) -> None:
