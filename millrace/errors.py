@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from redis.exceptions import ResponseError
+
 
 class MillraceError(Exception):
     """Base of Millrace's own errors."""
@@ -113,3 +115,9 @@ class QueueFull(MillraceError):
         self.max_backlog = max_backlog
         self.retry_after_s = retry_after_s
         super().__init__(f"queue {queue!r} is full: {backlog} jobs, at most {max_backlog}")
+
+
+class RedisWritesRefused(ResponseError):
+    """Redis refuses writes because it cannot persist them (MISCONF): its append-only file or its snapshot
+    could not be written, most often for a full disk. Reads still work, and the refusal ends by itself
+    once the disk takes writes again; the worker's Redis client waits it out like an outage."""

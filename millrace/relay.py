@@ -87,12 +87,14 @@ class OutboxRelay:
             except OUTAGES as error:
                 failures += 1
                 log.warning("outbox_delivery_failed", error=repr(error), consecutive_failures=failures)
-            delay = self._sweep_interval_s if failures == 0 else min(0.1 * 2**failures, 5.0)
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that comes as the event
-            # is set (a NOTIFY as the worker stops), so the loop went on and close() waited for it for ever
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
+            if failures:  # a producer's notice while Redis is away would only bring another failure (and line)
+                await asyncio.sleep(min(0.1 * 2**failures, 5.0))
+            else:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that comes as the
+                # event is set (a NOTIFY as the worker stops), so the loop went on and close() waited for ever
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._sweep_interval_s):
+                        await self._wake.wait()
             self._wake.clear()
 
     def _on_notify(self, _conn: Connection, _pid: int, _channel: str, queue: object) -> None:

@@ -20,8 +20,7 @@ import builtins
 from collections.abc import Callable
 from typing import Any
 
-from arq.connections import ArqRedis, RedisSettings
-from redis.asyncio import ConnectionPool
+from arq.connections import ArqRedis
 
 from millrace.clock import CLOCK
 
@@ -64,27 +63,6 @@ class WakingRedis(ArqRedis):
         #: whether the worker runs jobs now (the runtime sets it at start-up); then the wait is short
         self.busy: Callable[[], bool] = lambda: False
         self._read = self.register_script(_READ_LUA)
-
-    @classmethod
-    def for_worker(
-        cls, redis_url: str, settings: RedisSettings, *, queue_key: str, idle_wait_s: float, **serializers: Any
-    ) -> WakingRedis:
-        """The client for one worker class, built before any event loop runs (it connects when used):
-        the URL's server (TLS and unix sockets included), with `settings`' retries and timeouts."""
-        pool = ConnectionPool.from_url(
-            redis_url,
-            socket_connect_timeout=settings.conn_timeout,
-            retry=settings.retry,
-            retry_on_timeout=settings.retry_on_timeout,
-            retry_on_error=settings.retry_on_error,
-            max_connections=settings.max_connections,
-            encoding="utf8",
-        )
-        client = cls(connection_pool=pool, queue_key=queue_key, idle_wait_s=idle_wait_s)
-        client.default_queue_name = queue_key
-        for name, serializer in serializers.items():
-            setattr(client, name, serializer)
-        return client
 
     async def zrangebyscore(  # type: ignore[override]
         self, name: str, min: Any, max: Any, start: int | None = None, num: int | None = None, **kwargs: Any

@@ -10,6 +10,7 @@ ends dead after its policy's attempts, and the reaper hands the worker's other j
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 import threading
@@ -22,7 +23,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from millrace import store
+from millrace import exits, store
 from millrace.runtime import RunningAttempt
 
 log = structlog.get_logger(__name__)
@@ -104,6 +105,14 @@ class Watchdog:
             asyncio.run(asyncio.wait_for(self._record(stall, message), _RECORD_TIMEOUT_S))
         except Exception as error:  # ending the process matters more than the record: the reaper finds it
             log.error("event_loop_block_not_recorded", error=repr(error))
+        # os._exit runs no exit hook (millrace.exits): the last line is written here
+        exits.last_line(
+            "worker_stopped",
+            level=logging.CRITICAL,
+            worker=self._worker_id,
+            reason="event_loop_blocked",
+            exit_status=EXIT_STATUS,
+        )
         os._exit(EXIT_STATUS)
 
     async def _record(self, stall: Stall, message: str) -> None:

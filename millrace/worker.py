@@ -16,20 +16,21 @@ import structlog
 from arq.connections import ArqRedis, RedisSettings
 from arq.cron import CronJob
 from arq.typing import WorkerCoroutine
-from redis.asyncio.retry import Retry
+from redis.asyncio import ConnectionPool
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from millrace import admission, clock, cron_catchup, execution, payload, shutdown, store, wakeup
+from millrace import admission, clock, cron_catchup, execution, exits, payload, shutdown, store, wakeup
 from millrace.analyser import ANALYSE_INTERVAL_S, TableAnalyser
 from millrace.client import JobClient
 from millrace.clock import CLOCK
 from millrace.declare import CronDefinition, JobDefinition
 from millrace.dropped import DroppedJobs
+from millrace.errors import RedisWritesRefused
 from millrace.liveness import Liveness
 from millrace.logs import LogFormat, configure_logging
-from millrace.outages import OUTAGES
+from millrace.outages import OUTAGES, OutageParser, PatientRetry
 from millrace.pause import QueuePause
 from millrace.progress import ProgressWriter
 from millrace.queues import Queue
@@ -174,15 +175,8 @@ def worker_settings(
         "timezone": UTC,  # cron schedules are read in UTC, whatever the machine's zone
         "log_results": False,
     }
+    attributes["redis_pool"] = _arq_redis(config, queue, attributes)
     if config.idle_wait_s > 0:  # the read of the queue waits for a job: no poll to sleep between reads
-        attributes["redis_pool"] = wakeup.WakingRedis.for_worker(
-            config.redis_url,
-            attributes["redis_settings"],
-            queue_key=queue.redis_key,
-            idle_wait_s=config.idle_wait_s,
-            job_serializer=attributes["job_serializer"],
-            job_deserializer=attributes["job_deserializer"],
-        )
         attributes["poll_delay"] = wakeup.LOOP_DELAY_S
     return type(queue.worker_class_name, (), attributes)
 
@@ -196,16 +190,43 @@ def patient_redis_settings(redis_url: str) -> RedisSettings:
     """arq's connection, retrying every command with backoff for as long as Redis is away.
 
     arq's poll loop ends the worker on the first connection error; with these settings it waits
-    instead, takes no job meanwhile, and goes on when Redis is back. `arq --check` reads the same URL.
+    instead, takes no job meanwhile, and goes on when Redis is back. Redis refusing writes it cannot
+    persist (a full disk under its append-only file) is waited out the same way: nothing it refused was
+    applied, so the command is safe to send again. `arq --check` reads the same URL.
     """
     return dataclasses.replace(
         RedisSettings.from_dsn(redis_url),
-        retry=Retry(ExponentialBackoff(cap=REDIS_RETRY_CAP_S, base=0.05), retries=-1),
+        retry=PatientRetry(ExponentialBackoff(cap=REDIS_RETRY_CAP_S, base=0.05), retries=-1),
         # OSError too: redis-py retries a refused connection only when told, and arq's loop would end on it
-        retry_on_error=[RedisConnectionError, RedisTimeoutError, OSError],
+        retry_on_error=[RedisConnectionError, RedisTimeoutError, OSError, RedisWritesRefused],
         retry_on_timeout=True,
         conn_retries=1_000_000,  # arq's start-up ping: a worker started while Redis is down waits for it
     )
+
+
+def _arq_redis(config: WorkerConfig, queue: Queue, attributes: dict[str, Any]) -> ArqRedis:
+    """arq's client for one worker class, built before any event loop runs (it connects when used): the
+    URL's server (TLS and unix sockets included), the settings' retries and timeouts, and Redis's refusal
+    of writes read as an outage (arq's own pool could not be given the parser that tells it apart)."""
+    settings: RedisSettings = attributes["redis_settings"]
+    pool = ConnectionPool.from_url(
+        config.redis_url,
+        socket_connect_timeout=settings.conn_timeout,
+        retry=settings.retry,
+        retry_on_timeout=settings.retry_on_timeout,
+        retry_on_error=settings.retry_on_error,
+        max_connections=settings.max_connections,
+        parser_class=OutageParser,
+        encoding="utf8",
+    )
+    serializers: dict[str, Any] = {
+        "job_serializer": attributes["job_serializer"],
+        "job_deserializer": attributes["job_deserializer"],
+        "default_queue_name": queue.redis_key,
+    }
+    if config.idle_wait_s > 0:
+        return wakeup.WakingRedis(pool, queue_key=queue.redis_key, idle_wait_s=config.idle_wait_s, **serializers)
+    return ArqRedis(pool, **serializers)
 
 
 def _arq_cron(definition: CronDefinition[Any]) -> CronJob:
@@ -232,6 +253,9 @@ async def _start_runtime(
     # logging is set up here, not at import: the arq command configures stdlib logging after importing us
     if config.configure_logging:
         configure_logging(config.log_format, config.log_level)
+    name = worker_name(queue)
+    # first: from here on, however the process ends, its last line says why
+    exits.report_exit(name, shutdown.SHUTDOWN_SIGNALS)
     stack = AsyncExitStack()
     ctx[_STACK_KEY] = stack
     await _read_redis_clock(stack, ctx["redis"])
@@ -255,7 +279,6 @@ async def _start_runtime(
     jobs = await stack.enter_async_context(JobClient.open(redis_url=config.redis_url, pool=pool))
     dropped.attach(pool, jobs.redis)
     stack.push_async_callback(dropped.close)
-    name = worker_name(queue)
     running: dict[asyncio.Task[Any], RunningAttempt] = {}
     running_ids: set[str] = set()
     abortable: dict[str, asyncio.Task[Any]] = {}

@@ -4,6 +4,7 @@ reaches one final state, within its policy's attempts, and no guarded effect hap
 from __future__ import annotations
 
 import functools
+import json
 import os
 import signal
 import time
@@ -168,3 +169,6 @@ async def test_a_poison_job_is_counted_in_postgresql_and_ends_dead_after_its_att
     assert deaths == [exit_status, exit_status]
     if error_type == "EventLoopBlocked":
         assert "time.sleep(args.seconds)" in (attempts[0].traceback or "")
+        # the watchdog's os._exit runs no exit hook: it writes the worker's last line itself (millrace.exits)
+        last = json.loads((tmp_path / "process-0.log").read_text().strip().splitlines()[-1])
+        assert (last["event"], last["reason"], last["exit_status"]) == ("worker_stopped", "event_loop_blocked", 70)
