@@ -95,6 +95,9 @@ async def test_a_cron_job_under_an_id_arq_never_writes_ends_dead(
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
+        # a cron tick may be running: close() would cancel it and re-raise its CancelledError, skipping
+        # the worker's shutdown; let it end first (no new job starts once main() has ended)
+        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
         await worker.close()
     job = await store.jobs.get_job(pool, bad_id)
     assert (job.status, job.last_error_type) == ("dead", "CorruptPayload")
