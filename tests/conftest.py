@@ -8,6 +8,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -22,7 +23,7 @@ from millrace.client import JobClient
 from millrace.declare import collect
 from millrace.worker import WorkerConfig, worker_settings
 from tests.sample import app
-from tests.servers import PrivatePostgres
+from tests.servers import PrivatePostgres, PrivateRedis
 
 # Admin connection: tests create and drop their own databases through it.
 ADMIN_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -38,16 +39,21 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path="/" + name))
 
 
+async def migrate(database_url: str) -> None:
+    """The runtime's, the application's and the sample app's migrations, applied to `database_url`."""
+    conn = await store.pool.connect(database_url)
+    try:
+        await store.migrate.apply_migrations(conn, [db.MIGRATIONS, app.MIGRATIONS])
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="session")
 async def template_database() -> AsyncIterator[str]:
     name = f"millrace_tpl_{os.getpid()}"
     admin = await asyncpg.connect(ADMIN_DATABASE_URL)
     await admin.execute(f'CREATE DATABASE "{name}"')
-    conn = await store.pool.connect(with_database(ADMIN_DATABASE_URL, name))
-    try:
-        await store.migrate.apply_migrations(conn, [db.MIGRATIONS, app.MIGRATIONS])
-    finally:
-        await conn.close()
+    await migrate(with_database(ADMIN_DATABASE_URL, name))
     yield name
     await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     await admin.close()
@@ -148,6 +154,15 @@ def run_worker(redis_url: str, database_url: str) -> RunWorker:
         return worker
 
     return run
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A Redis server of the test's own, for tests that pause, stop or fill it."""
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -29,14 +29,6 @@ from tests.servers import PrivateRedis
 #: a queue with a backlog bound: its producers read Redis before they write anything
 BOUNDED = Queue(name="bounded", concurrency=1, max_backlog=100)
 BOUNDED_WORK = JobRef("bounded_work", BOUNDED, NoArgs)
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 @asynccontextmanager

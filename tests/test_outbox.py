@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import redis.asyncio
@@ -116,14 +114,6 @@ async def test_delay_defers_the_job(client: JobClient, pool: Pool, redis_url: st
     score = await client.redis.zscore(app.TESTQ.redis_key, enqueued.id)
     assert score is not None
     assert score / 1000 - time.time() > 55
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_redis_down_during_the_transaction_loses_nothing(

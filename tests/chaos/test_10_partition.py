@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import db
 from millrace import JobClient, store
 from tests.chaos.harness import FULL, chaos_only, pass_line
+from tests.conftest import migrate
 from tests.netns import IsolatedHost, isolated_host
 from tests.processes import processes, wait_for
 from tests.programs import needs_programs
@@ -47,11 +47,7 @@ async def test_a_cut_off_workers_late_result_changes_nothing(tmp_path: Path) -> 
 
 
 async def run_partition(host: IsolatedHost, database_url: str, redis_url: str, tmp_path: Path) -> None:
-    conn = await store.pool.connect(database_url)
-    try:
-        await store.migrate.apply_migrations(conn, [db.MIGRATIONS, app.MIGRATIONS])
-    finally:
-        await conn.close()
+    await migrate(database_url)
     pool = await store.pool.create_pool(database_url)
     try:
         async with (

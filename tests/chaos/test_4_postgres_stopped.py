@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-import db
 from millrace import JobClient, store
 from settings import Settings
 from tests.chaos.harness import pass_line, pick, tally, unfinished, wait_all_final
+from tests.conftest import migrate
 from tests.processes import processes, wait_for
 from tests.sample import app
 from tests.servers import PrivatePostgres
@@ -48,11 +48,7 @@ async def signs_up(web: httpx.AsyncClient) -> bool:
 async def test_jobs_ride_out_a_postgres_outage(
     private_postgres: PrivatePostgres, redis_url: str, tmp_path: Path
 ) -> None:
-    conn = await store.pool.connect(private_postgres.url)
-    try:
-        await store.migrate.apply_migrations(conn, [db.MIGRATIONS, app.MIGRATIONS])
-    finally:
-        await conn.close()
+    await migrate(private_postgres.url)
     pool = await store.pool.create_pool(private_postgres.url)
     try:
         async with (

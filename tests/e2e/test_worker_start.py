@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import db
 from millrace import JobClient, NoArgs, store
+from tests.conftest import migrate
 from tests.processes import processes, wait_for
 from tests.sample import app
 from tests.servers import PrivatePostgres
@@ -21,11 +21,7 @@ pytestmark = pytest.mark.e2e
 async def test_a_worker_started_while_postgres_is_away_waits_and_then_runs_jobs(
     private_postgres: PrivatePostgres, redis_url: str, tmp_path: Path
 ) -> None:
-    conn = await store.pool.connect(private_postgres.url)
-    try:
-        await store.migrate.apply_migrations(conn, [db.MIGRATIONS, app.MIGRATIONS])
-    finally:
-        await conn.close()
+    await migrate(private_postgres.url)
     private_postgres.stop()
     async with processes(private_postgres.url, redis_url, tmp_path) as start:
         worker = start("arq", "tests.sample.worker.NoCronWorker")
