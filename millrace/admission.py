@@ -30,9 +30,6 @@ log = structlog.get_logger("millrace.job")
 CLAIM_POSTPONE_S = 2.0
 #: a rate-limited job sleeps for a slot due within this long; a later one sends it back to Redis
 RATE_LIMIT_MAX_WAIT_S = 1.0
-#: how late a claim may make a rate-limited start before the slot is given up, at least (for limits of
-#: more than 10 calls a second, a claim often takes longer than half their interval)
-SLOT_LATENESS_S = 0.025
 #: how many slots a job takes before it gives up starting on time and goes back to Redis
 SLOT_TRIES = 3
 
@@ -70,9 +67,6 @@ class ReservedSlot:
 async def reserve_slot(redis: ArqRedis, limit: RateLimit, args: Mapping[str, Any]) -> ReservedSlot:
     """This job's slot within `limit`; if none is due soon, the job goes back to Redis until about then."""
     key = limit.key_for(args)
-    # the slot's time on this clock, measured from before the request: Redis's answer may arrive late
-    # (a busy loop), and a slot placed after the answer would let the start drift past its time
-    asked_at = time.monotonic()
     try:
         slot = await limits.take(redis, limit, key, max_wait_s=RATE_LIMIT_MAX_WAIT_S)
     except OUTAGES as error:
@@ -80,7 +74,7 @@ async def reserve_slot(redis: ArqRedis, limit: RateLimit, args: Mapping[str, Any
         raise arq.worker.Retry(defer=CLAIM_POSTPONE_S) from error
     if not slot.reserved:
         raise arq.worker.Retry(defer=rate_limited(limit, slot.wait_s))
-    return ReservedSlot(limit=limit, key=key, start_at=asked_at + slot.wait_s)
+    return ReservedSlot(limit=limit, key=key, start_at=slot.start_at)
 
 
 def rate_limited(limit: RateLimit, wait_s: float) -> float:
@@ -95,25 +89,23 @@ async def keep_slot(redis: ArqRedis, slot: ReservedSlot) -> float | None:
     """Sleep until the slot and return None; or, if the slot passed while the job was claimed and no
     fresh one is due soon, return how long the job should go back to Redis for.
 
-    A claim that took longer than the slot's wait must not start late, crowding the next slot's call,
-    and neither must a sleep that a busy event loop ended late. Late by up to half an interval (at least
-    SLOT_LATENESS_S) is let through: a window of the limit's length then holds at most one call more
-    than the limit allows.
+    The limit holds at the provider for calls that arrive within the limit's margin of their slot (see
+    limits), so a start may be late by half of it (RateLimit.lateness_s): a claim that outlasted the
+    slot's wait, or a sleep that a busy event loop ended late, takes a fresh slot instead. The check is
+    the last thing before the body, whose call should come first.
     """
-    allowed_lateness_s = max(slot.limit.interval_ms / 2000, SLOT_LATENESS_S)
     start_at = slot.start_at
     for _ in range(SLOT_TRIES):
         await asyncio.sleep(max(0.0, start_at - time.monotonic()))
-        if time.monotonic() - start_at <= allowed_lateness_s:
+        if time.monotonic() - start_at <= slot.limit.lateness_s:
             return None
-        asked_at = time.monotonic()
         try:
             fresh = await limits.take(redis, slot.limit, slot.key, max_wait_s=RATE_LIMIT_MAX_WAIT_S)
         except OUTAGES:
-            fresh = limits.Slot(reserved=False, wait_s=CLAIM_POSTPONE_S)
+            return rate_limited(slot.limit, CLAIM_POSTPONE_S)
         if not fresh.reserved:
             return rate_limited(slot.limit, fresh.wait_s)
-        start_at = asked_at + fresh.wait_s
+        start_at = fresh.start_at
     # the loop is too busy to start on time: the slot taken last is given up, unused, like a late one
     return rate_limited(slot.limit, slot.limit.interval_ms / 1000)
 

@@ -43,6 +43,8 @@ class Providers:
     arrivals: list[tuple[str, float]] = field(default_factory=list)
     #: (provider, time.time()) of every request that said when it was sent (the x-sent-at header)
     sent: list[tuple[str, float]] = field(default_factory=list)
+    #: (provider, seconds from x-sent-at to arrival by time.time()): the jitter between a call and its arrival
+    lags: list[tuple[str, float]] = field(default_factory=list)
     #: requests being answered now, and the most there ever were at once, by provider
     in_flight: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PROVIDERS, 0))
     max_in_flight: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PROVIDERS, 0))
@@ -76,6 +78,7 @@ class Providers:
             self.arrivals.append((provider, time.monotonic()))
             if sent_at is not None:
                 self.sent.append((provider, sent_at))
+                self.lags.append((provider, time.time() - sent_at))
             self.in_flight[provider] += 1
             self.max_in_flight[provider] = max(self.max_in_flight[provider], self.in_flight[provider])
         try:

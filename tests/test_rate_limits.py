@@ -28,16 +28,23 @@ def fresh(calls: int, per_s: float = 1.0, burst: int = 1) -> RateLimit:
 async def test_starts_are_spaced_evenly(client: JobClient) -> None:
     limit = fresh(calls=20)
     waits = [(await take(client.redis, limit, limit.key_for({}), max_wait_s=10)).wait_s for _ in range(10)]
-    # each reservation is one interval (50 ms) after the one before; the calls themselves take a little time
+    # each reservation is one interval (52.5 ms: 20 in 1.05 s) after the one before; the calls take a little time
     for n, wait in enumerate(waits):
-        assert n * 0.05 - 0.02 <= wait <= n * 0.05 + 0.001, waits
+        assert n * 0.0525 - 0.02 <= wait <= n * 0.0525 + 0.001, waits
+
+
+def test_slots_leave_each_call_its_margin_to_arrive() -> None:
+    """`calls` slots in every per_s + margin_s: a call arriving within the margin of its slot keeps the limit."""
+    assert RateLimit("x", calls=20).interval_ms == pytest.approx(52.5)
+    assert RateLimit("x", calls=20, margin_s=0.1).lateness_s == pytest.approx(0.05)
+    assert RateLimit("x", calls=1, per_s=60).interval_ms == pytest.approx(60_050)
 
 
 async def test_a_burst_starts_at_once_after_a_quiet_spell(client: JobClient) -> None:
     limit = fresh(calls=10, burst=4)
     waits = [(await take(client.redis, limit, limit.key_for({}), max_wait_s=10)).wait_s for _ in range(6)]
     assert waits[:4] == [0, 0, 0, 0]
-    assert 0.05 < waits[4] <= 0.1
+    assert 0.05 < waits[4] <= limit.interval_ms / 1000
     assert waits[5] > waits[4]
 
 
@@ -64,24 +71,23 @@ async def test_a_slot_too_far_away_is_not_reserved(client: JobClient) -> None:
     first = await take(client.redis, limit, limit.key_for({}), max_wait_s=1)
     later = [await take(client.redis, limit, limit.key_for({}), max_wait_s=1) for _ in range(3)]
     assert (first.reserved, first.wait_s) == (True, 0)
-    # nothing reserved: each asks again about the same slot, ten seconds on
-    assert all(not slot.reserved and 9.5 < slot.wait_s <= 10 for slot in later), later
+    # nothing reserved: each asks again about the same slot, ten seconds (and the margin) on
+    assert all(not slot.reserved and 9.5 < slot.wait_s <= 10.05 for slot in later), later
 
 
 async def test_many_takers_at_once_get_distinct_spaced_slots(client: JobClient) -> None:
     limit = fresh(calls=100)
 
     async def taker() -> float:
-        asked = time.monotonic()
         slot = await take(client.redis, limit, limit.key_for({}), max_wait_s=10)
         assert slot.reserved
-        return asked + slot.wait_s
+        return slot.start_at
 
     starts = sorted(await asyncio.gather(*(taker() for _ in range(50))))
     gaps = [b - a for a, b in itertools.pairwise(starts)]
-    # 10 ms apart, give or take how long each call took to be asked and answered
+    # 10.5 ms apart, give or take how long each call took to be asked and answered
     assert min(gaps) > 0.0
-    assert starts[-1] - starts[0] >= 49 * 0.01 - 0.05
+    assert starts[-1] - starts[0] >= 49 * limit.interval_ms / 1000 - 0.05
 
 
 # each example takes a limit of its own, so sharing the test's Redis client between examples is safe
@@ -90,21 +96,27 @@ async def test_many_takers_at_once_get_distinct_spaced_slots(client: JobClient) 
 async def test_no_window_holds_more_than_the_limit(
     client: JobClient, calls: int, per_s: float, burst: int, takers: int
 ) -> None:
-    """Reserved starts, on the taker's clock: any window of `per_s` holds at most calls + burst - 1 of them."""
+    """Reserved slots, on Redis's clock: any window of `per_s` and the margin holds at most calls + burst - 1
+    of them, so calls arriving within the margin of their slots hold the limit at the provider."""
     limit = fresh(calls=calls, per_s=per_s, burst=burst)
     starts: list[float] = []
     for _ in range(takers):
-        asked = time.monotonic()
         slot = await take(client.redis, limit, limit.key_for({}), max_wait_s=3600)
-        starts.append(asked + slot.wait_s)
+        starts.append(slot.at_s)
     starts.sort()
     for i, start in enumerate(starts):
-        within = [s for s in starts[i:] if s < start + per_s - 0.005]  # 5 ms for the round trips
+        within = [s for s in starts[i:] if s < start + per_s + limit.margin_s - 0.002]  # the script's rounding
         assert len(within) <= calls + burst - 1, (limit, starts)
 
 
 def test_a_limit_needs_positive_numbers() -> None:
-    bad_limits: list[dict[str, Any]] = [{"calls": 0}, {"calls": 1, "per_s": 0}, {"calls": 1, "burst": 0}]
+    bad_limits: list[dict[str, Any]] = [
+        {"calls": 0},
+        {"calls": 1, "per_s": 0},
+        {"calls": 1, "burst": 0},
+        {"calls": 1, "margin_s": 0},
+        {"calls": 1, "margin_s": float("nan")},
+    ]
     for bad in bad_limits:
         with pytest.raises(ValueError, match="rate limit"):
             RateLimit("x", **bad)
@@ -119,8 +131,8 @@ async def test_a_rate_limited_job_waits_for_its_slot_without_spending_attempts(
         await run_worker()
         arrivals = sorted(t for _, t in providers.arrivals)
     assert len(arrivals) == 30
-    # 20 a second, evenly spaced: 30 calls span at least 29 intervals of 50 ms, give or take the loop's jitter
-    assert arrivals[-1] - arrivals[0] >= 29 * 0.05 - 0.1
+    # 20 a second with its margin, evenly spaced: 30 calls span 29 intervals of 52.5 ms, less the loop's jitter
+    assert arrivals[-1] - arrivals[0] >= 29 * 0.0525 - 0.1
     attempts = await pool.fetchval("SELECT max(attempts) FROM millrace_jobs")
     assert attempts == 1
 

@@ -23,20 +23,22 @@ OUTAGE_S = pick(20, 300)
 LOAD_PER_S = 10
 WORKERS = 3
 FINISH_BOUND_S = 600
-#: a window may catch one call more than the limit: a start may be up to half an interval late, plus
-#: what the event loop adds before the body's first line (see admission.keep_slot), and its call then
-#: falls beside the next slot's
+#: The provider counts calls as they arrive, and so does this scenario. The limit holds at arrival for
+#: calls that arrive within its margin of their slot (RateLimit.margin_s, see millrace.limits); one the
+#: busy machine held up for longer (a worker or the stand-in provider's thread not scheduled) may fall
+#: beside the next slot's call, so a window may catch one call more than the limit. The one-second
+#: windows are counted on the send times too (a header the job sets), which a start late by more than
+#: half the margin would crowd.
 EDGE_CALLS = 1
-#: One-second windows are counted on the time each call was sent (it says so in a header), which is what
-#: the limit spaces: the stand-in provider stamps arrivals in a thread of the busy test process, and with
-#: `make chaos`'s other lane on the same two cores those stamps bunched calls by up to four over the
-#: limit (24 in one second, while the ten-second windows held the rate). Ten-second windows are counted
-#: on arrival: over ten seconds the provider's own jitter is too small to matter, and the rate must hold.
 
 
 def busiest_window(arrivals: list[float], window_s: float) -> int:
     arrivals = sorted(arrivals)
     return max((bisect.bisect_left(arrivals, t + window_s) - i for i, t in enumerate(arrivals)), default=0)
+
+
+def _quantile(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))] if values else 0.0
 
 
 async def test_a_provider_outage_stays_within_its_rate_and_every_job_finishes(
@@ -63,16 +65,24 @@ async def test_a_provider_outage_stays_within_its_rate_and_every_job_finishes(
         arrivals = [t for provider, t in providers.arrivals if provider == "sms"]
         sent = [t for provider, t in providers.sent if provider == "sms"]
     result = await tally(pool)
-    assert result.statuses["succeeded"] == jobs, result.statuses
-    assert result.max_counted_attempts <= app.STORM_POLICY.attempts
     limit = app.PROVIDER_LIMIT
-    assert len(sent) == len(arrivals)
     busiest = busiest_window(sent, limit.per_s)
-    assert busiest <= limit.calls + limit.burst - 1 + EDGE_CALLS, busiest
     busiest_arrived = busiest_window(arrivals, limit.per_s)
     busiest_ten = busiest_window(arrivals, 10 * limit.per_s)
-    assert busiest_ten <= 10 * limit.calls + limit.burst - 1 + EDGE_CALLS, busiest_ten
+    lags_ms = sorted(1000 * lag for provider, lag in providers.lags if provider == "sms")
     late_slots = await pool.fetchval("SELECT count(*) FROM millrace_job_attempts WHERE error_type = 'RateLimited'")
+    # the figures before the checks, so that a failed run shows them all
+    print(
+        f"\nscenario 6 figures: busiest_second_sent={busiest} busiest_second_arrived={busiest_arrived} "
+        f"busiest_ten_seconds={busiest_ten} calls={len(arrivals)} late_slots={late_slots} "
+        f"lag_ms_p50={_quantile(lags_ms, 0.5):.1f} p99={_quantile(lags_ms, 0.99):.1f} max={_quantile(lags_ms, 1):.1f}"
+    )
+    assert result.statuses["succeeded"] == jobs, result.statuses
+    assert result.max_counted_attempts <= app.STORM_POLICY.attempts
+    assert len(sent) == len(arrivals)
+    assert busiest <= limit.calls + limit.burst - 1 + EDGE_CALLS, busiest
+    assert busiest_arrived <= limit.calls + limit.burst - 1 + EDGE_CALLS, busiest_arrived
+    assert busiest_ten <= 10 * limit.calls + limit.burst - 1 + EDGE_CALLS, busiest_ten
     delivered = len(providers.delivered("sms"))
     assert delivered == jobs
     pass_line(

@@ -38,7 +38,7 @@ async def test_three_worker_processes_share_the_queue_and_hold_the_cap_and_the_r
         assert providers.max_in_flight["slack"] == app.PROVIDER_CAP.limit
         sms_sent = sorted(t for provider, t in providers.sent if provider == "sms")
     limit = app.PROVIDER_LIMIT
-    # the limit spaces starts one interval apart, across every process (a start may be half an interval late)
+    # the limit spaces starts one interval apart, across every process (a start may be half its margin late)
     assert len(sms_sent) == 40
     assert sms_sent[-1] - sms_sent[0] >= 39 * limit.per_s / limit.calls - 0.1
     busiest = max(bisect.bisect_left(sms_sent, t + limit.per_s) - i for i, t in enumerate(sms_sent))
