@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -32,6 +33,8 @@ REDIS_SERVER_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
 # start); the processes they start inherit it. The production refusal has a test of its own.
 os.environ.setdefault("ENVIRONMENT", "development")
 _CLAIM_KEY = "millrace:test-claim"
+#: who holds a claimed index: this machine and this process
+_CLAIMER = f"{socket.gethostname()}:{os.getpid()}"
 
 
 def with_database(url: str, name: str) -> str:
@@ -92,7 +95,8 @@ async def redis_database() -> AsyncIterator[int]:
     """Claim an empty Redis database index for this session; the server may be shared."""
     for index in range(15, 0, -1):
         client = redis.asyncio.Redis.from_url(f"{REDIS_SERVER_URL}/{index}")
-        if await client.dbsize() == 0 and await client.set(_CLAIM_KEY, os.getpid(), nx=True):
+        await _free_if_abandoned(client)
+        if await client.dbsize() == 0 and await client.set(_CLAIM_KEY, _CLAIMER, nx=True):
             yield index
             await client.flushdb()
             await client.aclose()
@@ -101,15 +105,34 @@ async def redis_database() -> AsyncIterator[int]:
     raise RuntimeError(f"no empty Redis database index on {REDIS_SERVER_URL} to claim for tests")
 
 
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+async def _free_if_abandoned(client: redis.asyncio.Redis) -> None:
+    """An index claimed by a test session of this machine that was killed before it cleaned up (its pid is
+    gone) is its leftovers: emptied, so that killed runs do not use up the indexes one by one."""
+    claimer = await client.get(_CLAIM_KEY)
+    host, _, pid = (claimer or b"").decode(errors="replace").rpartition(":")
+    if host == socket.gethostname() and pid.isdigit() and _gone(int(pid)):
+        await client.flushdb()
+
+
 @pytest.fixture
 async def redis_url(redis_database: int) -> AsyncIterator[str]:
     url = f"{REDIS_SERVER_URL}/{redis_database}"
     client = redis.asyncio.Redis.from_url(url)
     await client.flushdb()
-    await client.set(_CLAIM_KEY, os.getpid())
+    await client.set(_CLAIM_KEY, _CLAIMER)
     yield url
     await client.flushdb()
-    await client.set(_CLAIM_KEY, os.getpid())
+    await client.set(_CLAIM_KEY, _CLAIMER)
     await client.aclose()
 
 
