@@ -72,13 +72,16 @@ async def test_a_frozen_holder_stalls_nobody_and_a_killed_workers_jobs_are_hande
         await wait_for(lambda: held_by(pool, killed.pid), timeout_s=60, what="the killed worker's first jobs")
         for _ in range(HEALTHY):
             start("arq", "tests.sample.worker.NoCronWorker")
+        # frozen and killed while each holds jobs (inside their guarded transactions)
+        await wait_for(lambda: held_by(pool, frozen.pid), timeout_s=60, what="the frozen worker to hold jobs")
         began = time.monotonic()
         os.kill(frozen.pid, signal.SIGSTOP)
         try:
             await asyncio.sleep(2)
-            victims = await held_by(pool, killed.pid)
+            await wait_for(lambda: held_by(pool, killed.pid), timeout_s=30, what="the killed worker to hold jobs")
             killed.kill()
             killed_at = time.monotonic()
+            victims = await held_by(pool, killed.pid)  # what it held when it died: its to hand on
             handed_on_s: float | None = None
             most_waiting, most_connections = 0, 0
             while time.monotonic() - began < FREEZE_S:
@@ -104,6 +107,7 @@ async def test_a_frozen_holder_stalls_nobody_and_a_killed_workers_jobs_are_hande
     assert set(result.guarded) == set(ids)
     assert set(result.guarded.values()) == {1}
     # a killed worker's jobs and a frozen one's are handed on: nothing waits on the frozen rows for long
+    assert victims, "the killed worker held jobs when it was killed"
     assert most_waiting <= 4, most_waiting
     assert most_connections <= 12 * (HEALTHY + 3), most_connections
     pass_line(
