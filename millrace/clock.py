@@ -5,8 +5,11 @@ and to schedule its cron ticks. A worker whose clock is an hour ahead then runs 
 early and parks its retries an hour in Redis; one 90 s behind starts due jobs 90 s late. A wall clock is
 set by whoever runs the machine (NTP steps, a VM restored from a snapshot, a container's host), so the
 worker measures how far Redis's `TIME` is from its own and reads that clock instead, for arq's scores
-and its own alike: `CLOCK.time()`. The offset is measured again every `SYNC_EVERY_S`; a measurement
-takes the round trip of the fastest of a few `TIME` calls, so it is off by at most half of it.
+and its own alike: `CLOCK.time()`. It runs on this machine's monotonic clock plus the offset to Redis's, so
+a step of the wall clock between two measurements (NTP, a VM restored) moves nothing. The offset is
+measured again every `SYNC_EVERY_S`; a measurement takes the round trip of the fastest of a few `TIME`
+calls, so it is off by at most half of it, and one made while the loop was stalled (a slow round trip)
+does not replace a better one.
 
 Producers need no measurement: the scripts that enqueue (dispatch.py) score a job in Redis itself, from
 `TIME` plus the job's delay. Heartbeats and leases are judged by PostgreSQL's clock (store/workers.py),
@@ -33,18 +36,23 @@ SYNC_EVERY_S = 10.0
 _SAMPLES = 3
 #: an offset this large is worth a line in the log: somebody's clock is wrong
 _WORTH_SAYING_S = 1.0
+#: a measurement whose round trip is within this, or within twice the last one's, is taken
+_GOOD_ENOUGH_ROUND_TRIP_S = 0.02
 
 
 class QueueClock:
-    """Redis's clock, read through this process's: `time.time()` plus the offset last measured."""
+    """Redis's clock, read through this process's: `time.monotonic()` plus the offset last measured
+    (until a measurement, this machine's wall clock)."""
 
     def __init__(self) -> None:
-        self.offset_s = 0.0
+        self.offset_s = time.time() - time.monotonic()
         #: the round trip of the measurement the offset came from; its half bounds the offset's error
         self.uncertainty_s: float | None = None
 
     def time(self) -> float:
-        return time.time() + self.offset_s
+        if self.uncertainty_s is None:  # never measured (a producer's process): the wall clock, as it is
+            return time.time()
+        return time.monotonic() + self.offset_s
 
     def ms(self) -> int:
         return int(self.time() * 1000)
@@ -56,14 +64,16 @@ class QueueClock:
         """Measure Redis's clock against this process's; returns the offset in seconds."""
         best: tuple[float, float] | None = None
         for _ in range(_SAMPLES):
-            sent = time.time()
+            sent = time.monotonic()
             seconds, micros = await redis.time()
-            back = time.time()
+            back = time.monotonic()
             round_trip = back - sent
             offset = seconds + micros / 1e6 - (sent + back) / 2
             if best is None or round_trip < best[0]:
                 best = (round_trip, offset)
         assert best is not None
+        if self.uncertainty_s is not None and best[0] > max(2 * self.uncertainty_s, _GOOD_ENOUGH_ROUND_TRIP_S):
+            return self.offset_s  # measured through a stall: the last offset is the better one
         moved = abs(best[1] - self.offset_s)
         self.uncertainty_s, self.offset_s = best
         if moved > _WORTH_SAYING_S:

@@ -127,8 +127,11 @@ async def take(redis: ArqRedis, limit: RateLimit, key: str, *, max_wait_s: float
         keys=[key],
         args=[limit.interval_ms, (limit.burst - 1) * limit.interval_ms, math.floor(max_wait_s * 1000)],
     )
+    answered_at = time.monotonic()
     wait_s, at_s = int(answer[1]) / 1000, float(answer[2]) / 1000
-    return Slot(reserved=bool(answer[0]), wait_s=wait_s, at_s=at_s, start_at=_on_this_clock(at_s, asked_at + wait_s))
+    # the slot lies between the request plus its wait and the answer plus its wait, whatever the offset says
+    start_at = min(max(_on_this_clock(at_s, asked_at + wait_s), asked_at + wait_s), answered_at + wait_s)
+    return Slot(reserved=bool(answer[0]), wait_s=wait_s, at_s=at_s, start_at=start_at)
 
 
 def _on_this_clock(redis_at_s: float, fallback: float) -> float:

@@ -94,8 +94,12 @@ class Liveness:
         """Register and take the lock; raises if PostgreSQL is away (the worker cannot start without it)."""
         await self._connect()
         assert self._conn is not None
-        await store.workers.register(self._conn, self._row)
-        self._pause.heard(await store.queues.is_paused(self._conn, self._row.queue))
+        try:
+            await store.workers.register(self._conn, self._row)
+            self._pause.heard(await store.queues.is_paused(self._conn, self._row.queue))
+        except BaseException:  # a start tried again must not leave this session, and its lock, behind
+            await self._drop_connection()
+            raise
         self._healthy_since = time.monotonic()
         self._task = asyncio.create_task(self._run(), name="millrace-heartbeat")
 

@@ -11,15 +11,19 @@ from __future__ import annotations
 import asyncio
 import copy
 import math
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import asyncpg
 import structlog
 from redis.asyncio.connection import DefaultParser
 from redis.asyncio.retry import Retry
 from redis.backoff import AbstractBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError, WatchError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from millrace.errors import RedisWritesRefused
 from millrace.store.pool import TRANSIENT_ERRORS
@@ -28,6 +32,21 @@ T = TypeVar("T")
 log = structlog.get_logger(__name__)
 
 OUTAGES: tuple[type[BaseException], ...] = (RedisError, *TRANSIENT_ERRORS)
+#: a server that cannot be reached or will not take writes now, and nothing else: what a worker that is
+#: starting waits out. Not an error reply, a bad argument or a missing file: those are bugs or
+#: configuration, and a worker that waited on them for ever would hide a broken deploy
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    ConnectionError,  # refused, reset, aborted (OSError's connection family)
+    TimeoutError,
+    socket.gaierror,  # a name that does not resolve yet (a server still starting in its network)
+    RedisConnectionError,
+    RedisTimeoutError,
+    RedisWritesRefused,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
 #: while Redis stays away, one warning this often: a worker retries every command, and a line per try
 #: would flood its log
 OUTAGE_LOG_EVERY_S = 10.0

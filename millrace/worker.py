@@ -30,7 +30,7 @@ from millrace.dropped import DroppedJobs
 from millrace.errors import RedisWritesRefused
 from millrace.liveness import Liveness
 from millrace.logs import LogFormat, configure_logging
-from millrace.outages import OUTAGES, OutageParser, PatientRetry
+from millrace.outages import OUTAGES, UNREACHABLE, OutageParser, PatientRetry
 from millrace.pause import QueuePause
 from millrace.progress import ProgressWriter
 from millrace.queues import Queue
@@ -140,7 +140,7 @@ def worker_settings(
             try:
                 await _start_runtime(ctx, queue, config, services, crons, dropped, pause, in_progress_timeout_s)
                 return
-            except OUTAGES as error:
+            except UNREACHABLE as error:
                 # PostgreSQL (or Redis) went away while the worker started: undo what was opened and
                 # wait, as a running worker waits out an outage, rather than end the process
                 stack: AsyncExitStack | None = ctx.pop(_STACK_KEY, None)

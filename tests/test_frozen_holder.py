@@ -134,3 +134,23 @@ async def test_pools_and_connections_are_bounded_by_default(pool: Pool, database
         assert await conn.fetchval("SHOW statement_timeout") == "1min"
     finally:
         await conn.close()
+
+
+async def test_a_transaction_left_idle_past_the_bound_is_ended_and_its_locks_freed(
+    client: JobClient, pool: Pool, database_url: str
+) -> None:
+    """A process frozen inside its guarded transaction: PostgreSQL ends the session, the row is free."""
+    enqueued = await client.enqueue(app.NOOP, NoArgs())
+    frozen = await store.pool.connect(database_url, statement_timeout_s=0.3)
+    try:
+        guarded = frozen.transaction()
+        await guarded.start()
+        await frozen.execute("SELECT 1 FROM millrace_jobs WHERE id = $1 FOR SHARE", enqueued.id)
+        await asyncio.sleep(1.5)  # frozen
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError)):
+            await frozen.execute("SELECT 1")
+    finally:
+        await frozen.close()
+    await a_silent_worker(pool, "taker")
+    # the row is free again: taken at once, not after the freeze
+    assert await asyncio.wait_for(claim_for(pool, enqueued.id, "taker"), NO_WAIT_BOUND_S) is not None

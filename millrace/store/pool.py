@@ -65,10 +65,16 @@ def bounded(
     statement_timeout_s: float | None,
     lock_timeout_s: float | None = None,
 ) -> dict[str, str]:
-    """`server_settings` with PostgreSQL's own bounds on every statement and every lock wait (None: none)."""
+    """`server_settings` with PostgreSQL's own bounds on every statement and every lock wait (None: none).
+
+    A transaction left idle as long as a statement may run is ended too (idle_in_transaction_session_timeout):
+    a process frozen inside a guarded transaction (SIGSTOP, a paused VM) holds its job's row for as long as
+    the freeze lasts, and that is what frees it, so that the reaper can hand the job on.
+    """
     settings = dict(server_settings or {})
     if statement_timeout_s is not None:
         settings["statement_timeout"] = f"{max(1, round(statement_timeout_s * 1000))}ms"
+        settings["idle_in_transaction_session_timeout"] = settings["statement_timeout"]
     if lock_timeout_s is not None:
         settings["lock_timeout"] = f"{max(1, round(lock_timeout_s * 1000))}ms"
     return settings

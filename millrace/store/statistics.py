@@ -34,6 +34,8 @@ _GROWN_TABLES = """
 SELECT c.oid::regclass::text AS name
 FROM pg_class c
 WHERE c.relkind = 'r' AND c.relname LIKE 'millrace\\_%' AND pg_table_is_visible(c.oid)
+  -- only the tables this role may analyse: for another's, ANALYZE only warns, and would be tried for ever
+  AND pg_has_role(c.relowner, 'USAGE')
   AND pg_relation_size(c.oid) / current_setting('block_size')::int >= greatest($1::int, $2::float8 * c.relpages)
 ORDER BY c.relname
 """
@@ -45,12 +47,14 @@ async def analyse_grown_tables(
     """ANALYZE the runtime's tables that have no statistics yet or have grown `growth_factor`-fold since
     their last; returns their names. Skips its turn while another process analyses (an empty list).
 
-    A role that does not own a table gets PostgreSQL's warning and no statistics, not an error. A table
-    another ANALYZE or VACUUM holds is skipped (SKIP_LOCKED): autovacuum is doing the work.
+    Tables this role does not own are left to their owner. A table another ANALYZE or VACUUM holds is
+    skipped (SKIP_LOCKED): autovacuum is doing the work. Unbounded by the pool's statement timeout: a big
+    table on a slow disk may take longer, and an ANALYZE cut short would be started again and again.
     """
     async with conn.transaction():
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", ANALYSE_LOCK_ID):
             return []
+        await conn.execute("SET LOCAL statement_timeout = 0")
         names: list[str] = [r["name"] for r in await conn.fetch(_GROWN_TABLES, min_pages, growth_factor)]
         if names:
             # the names come from the catalog, quoted by regclass: no input of anyone's

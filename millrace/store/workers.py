@@ -30,6 +30,9 @@ _REGISTER = """
 INSERT INTO millrace_workers (id, queue, host, pid, version, lock_key, heartbeat_interval_s, silent_after_s)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"""
 
+#: jobs taken back at most per statement (the next beat takes the rest)
+REAP_BATCH = 500
+
 # A heartbeat: this worker's beat, and what it must hear (its queue paused, aborts asked for). It touches
 # no row but this worker's own, so it never waits behind another worker's locks: a beat that waited would
 # let this worker be declared dead for what another one holds.
@@ -64,7 +67,9 @@ WITH dead AS (
     SELECT j.id FROM millrace_jobs j
     WHERE j.status = 'in_progress' AND j.worker IS DISTINCT FROM $1
       AND NOT EXISTS (SELECT 1 FROM millrace_workers w WHERE w.id = j.worker AND {LIVE_WORKER_SQL})
-    FOR UPDATE OF j SKIP LOCKED
+    -- a few hundred a beat, so that a whole machine's jobs never make a statement past the beat's bound
+    LIMIT {REAP_BATCH}
+    FOR NO KEY UPDATE OF j SKIP LOCKED
 ), reaped AS (
     -- a job whose abort was asked for is not handed on: it ends cancelled
     UPDATE millrace_jobs j SET status = CASE WHEN j.abort_requested_at IS NULL THEN 'queued' ELSE 'cancelled' END,
@@ -85,7 +90,8 @@ WITH dead AS (
     SELECT j.id FROM millrace_jobs j
     WHERE j.worker = $1 AND j.status = 'in_progress' AND NOT (j.id = ANY($2::text[]))
       AND j.started_at < now() - make_interval(secs => $3)
-    FOR UPDATE OF j SKIP LOCKED
+    LIMIT {REAP_BATCH}
+    FOR NO KEY UPDATE OF j SKIP LOCKED
 ), orphaned AS (
     UPDATE millrace_jobs j SET status = 'queued', counted_attempts = j.counted_attempts - 1, lease = j.lease + 1,
                                run_at = NULL, updated_at = now()
