@@ -249,7 +249,6 @@ class JobClient:
         """Cancel a job that has not started yet, or that waits for its next attempt.
 
         Raises a RedisError, and changes nothing, if Redis does not answer within `answer_within_s`."""
-        answer_by = self._answer_by()
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 job = await store.jobs.mark_cancelled(conn, job_id)
@@ -258,7 +257,8 @@ class JobClient:
                 await store.groups.count_ended(conn, [job.id])  # a cancelled child counts as ended
                 await store.outbox.delete_entries_of(conn, job_id)
                 redis_id = payload.redis_job_id(job.id, job.attempt_base)
-                async with self._redis_until(answer_by):
+                # the bound is Redis's alone: PostgreSQL's time (a row lock) is no sign that Redis is away
+                async with self._redis_until(self._answer_by()):
                     removed = await dispatch.remove_unstarted(self.redis, redis_id, job.queue)
                 if not removed:
                     raise _StartedMeanwhile  # leaving the transaction by an exception undoes the cancel
@@ -285,14 +285,13 @@ class JobClient:
         Delivered now if Redis answers within `answer_within_s`; otherwise the workers' relays deliver them
         when it is back.
         """
-        answer_by = self._answer_by()
         async with self.pool.acquire() as conn, conn.transaction():
             requeued = await store.jobs.mark_dead_requeued(conn, job_ids)
             await store.outbox.insert_entries(conn, requeued)
         queues = sorted({e.queue for e in requeued})
         delivered = 0
         try:
-            async with self._redis_until(answer_by):
+            async with self._redis_until(self._answer_by()):
                 while queues and (batch := await deliver_batch(self.pool, self.redis, queues)):
                     delivered += batch
         except (RedisError, OSError) as error:
