@@ -38,7 +38,7 @@ from millrace.errors import (
 from millrace.limits import RateLimit
 from millrace.logs import LogFormat, configure_logging
 from millrace.maintenance import PruneJobRecordsArgs
-from millrace.outages import OUTAGES
+from millrace.outages import OUTAGES, UNREACHABLE
 from millrace.queues import Queue
 from millrace.records import (
     ALL_STATUSES,
@@ -62,6 +62,7 @@ __all__ = [
     "OUTAGES",
     "PENDING_STATUSES",
     "TRANSIENT_ERRORS",
+    "UNREACHABLE",
     "AlreadyExists",
     "Application",
     "AttemptRecord",

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Literal
 
+import structlog
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -16,7 +17,16 @@ from pydantic import BaseModel
 import db.billing
 import db.users
 import millrace
-from millrace import OUTAGES, TRANSIENT_ERRORS, AlreadyExists, JobClient, NotFound, QueueFull, configure_logging
+from millrace import (
+    OUTAGES,
+    TRANSIENT_ERRORS,
+    UNREACHABLE,
+    AlreadyExists,
+    JobClient,
+    NotFound,
+    QueueFull,
+    configure_logging,
+)
 from millrace.storage import StorageUnavailable, open_storage
 from producers.emails import enqueue_admin_email, enqueue_password_reset_email, enqueue_welcome_email
 from producers.integrations import enqueue_crm_sync
@@ -28,6 +38,8 @@ from web.fields import Email, Line, PathId, only_query
 from web.limits import BodySizeLimit
 from web.operations import mount_operations
 from web.state import AppState, state_of
+
+log = structlog.get_logger(__name__)
 
 TRIAL = timedelta(days=14)
 # what any JSON body can earn besides a 422: 413 past the size limit, and 400 from FastAPI itself for
@@ -57,18 +69,29 @@ class UserResponse(BaseModel):
     name: str
 
 
+async def _open_pool(settings: Settings) -> millrace.Pool:
+    """The pool, opened whole; if PostgreSQL is away or full now, opened empty instead: the service starts
+    and answers 503 (/healthz says why) until PostgreSQL takes connections, rather than crash-loop."""
+    size = settings.database_pool_max_size
+    for min_size in (size, 0):
+        try:
+            return await millrace.create_pool(
+                settings.database_dsn(),
+                min_size=min_size,
+                max_size=size,
+                statement_timeout_s=settings.database_statement_timeout_s,
+            )
+        except UNREACHABLE as error:
+            log.warning("database_pool_opened_empty", error=repr(error))
+    raise AssertionError("a pool of min_size 0 opens without connecting")
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # one pool and one JobClient for the process's lifetime; the client borrows the app's pool
         # opened whole at start-up: the first burst of requests must not wait for connections to be made
-        size = settings.database_pool_max_size
-        pool = await millrace.create_pool(
-            settings.database_dsn(),
-            min_size=size,
-            max_size=size,
-            statement_timeout_s=settings.database_statement_timeout_s,
-        )
+        pool = await _open_pool(settings)
         try:
             async with (
                 JobClient.open(redis_url=settings.redis_dsn(), pool=pool) as jobs,

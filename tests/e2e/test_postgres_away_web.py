@@ -46,3 +46,27 @@ async def test_the_web_process_answers_503_while_postgres_is_away(
 
         await wait_for(signs_up_again, timeout_s=30, what="signups after PostgreSQL returned")
         assert (await http.get("/healthz")).status_code == 200
+
+
+async def test_the_web_process_started_while_postgres_is_away_answers_503_then_serves(
+    private_postgres: PrivatePostgres, redis_url: str
+) -> None:
+    """Started during a database outage (or with PostgreSQL full), it comes up rather than crash-loop."""
+    conn = await store.pool.connect(private_postgres.url)
+    try:
+        await store.migrate.apply_migrations(conn, [db.MIGRATIONS])
+    finally:
+        await conn.close()
+    private_postgres.stop()
+    async with serving(Settings(database_url=private_postgres.url, redis_url=redis_url)) as http:
+        assert (await http.get("/healthz")).status_code == 503
+        signup = await http.post("/users", json={"email": "during@example.com", "name": "During"})
+        assert signup.status_code == 503, signup.text
+        private_postgres.start()
+
+        async def signs_up() -> bool:
+            again = await http.post("/users", json={"email": "after@example.com", "name": "After"})
+            return again.status_code == 201
+
+        await wait_for(signs_up, timeout_s=30, what="signups once PostgreSQL is up")
+        assert (await http.get("/healthz")).status_code == 200
