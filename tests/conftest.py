@@ -208,3 +208,13 @@ async def effects(pool: Pool, kind: str | None = None) -> list[dict[str, Any]]:
 
 def attempt_outcomes(attempts: Sequence[Any]) -> list[str | None]:
     return [a.outcome for a in attempts]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under `pytest -n 2 --dist loadgroup` (make test), the tests that start real processes run one after
+    another in one of the two processes, as they were written to: each starts workers, servers or a
+    browser of its own and measures them, and two at once would share the machine's cores and
+    PostgreSQL's connections. The other tests run beside them."""
+    for item in items:
+        if item.get_closest_marker("e2e") is not None:
+            item.add_marker(pytest.mark.xdist_group("processes"))
