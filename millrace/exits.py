@@ -7,7 +7,7 @@ where each is heard:
 - SIGTERM or SIGINT (a deploy, Ctrl-C): arq lets running jobs finish and cancels its main task; the
   signal is noted on its way to arq's handler (chained, as millrace.shutdown does). Status 0.
 - arq's main task raising (an error reply of Redis's that is no outage, an exception in on_startup such
-  as PostgreSQL unreachable, a job task's error arq re-raises): arq closes the worker (on_shutdown runs)
+  as a database that does not exist, a job task's error arq re-raises): arq closes the worker (on_shutdown runs)
   and the exception reaches the interpreter, whose excepthook is replaced here so that the traceback goes
   into the last line instead of bare stderr. Status 1. An error in on_shutdown or in arq's close ends
   the process the same way; the line then names the first error, which the later one would have masked.

@@ -14,14 +14,19 @@ from tests.web.conftest import serving
 pytestmark = pytest.mark.e2e
 
 
-async def test_the_web_process_answers_503_while_postgres_is_away(
-    private_postgres: PrivatePostgres, redis_url: str
-) -> None:
-    conn = await store.pool.connect(private_postgres.url)
+async def migrate_app(database_url: str) -> None:
+    """The runtime's and the application's migrations: the web service's tables."""
+    conn = await store.pool.connect(database_url)
     try:
         await store.migrate.apply_migrations(conn, [db.MIGRATIONS])
     finally:
         await conn.close()
+
+
+async def test_the_web_process_answers_503_while_postgres_is_away(
+    private_postgres: PrivatePostgres, redis_url: str
+) -> None:
+    await migrate_app(private_postgres.url)
     async with serving(Settings(database_url=private_postgres.url, redis_url=redis_url)) as http:
         created = await http.post("/users", json={"email": "before@example.com", "name": "Before"})
         assert created.status_code == 201
@@ -52,11 +57,7 @@ async def test_the_web_process_started_while_postgres_is_away_answers_503_then_s
     private_postgres: PrivatePostgres, redis_url: str
 ) -> None:
     """Started during a database outage (or with PostgreSQL full), it comes up rather than crash-loop."""
-    conn = await store.pool.connect(private_postgres.url)
-    try:
-        await store.migrate.apply_migrations(conn, [db.MIGRATIONS])
-    finally:
-        await conn.close()
+    await migrate_app(private_postgres.url)
     private_postgres.stop()
     async with serving(Settings(database_url=private_postgres.url, redis_url=redis_url)) as http:
         assert (await http.get("/healthz")).status_code == 503
