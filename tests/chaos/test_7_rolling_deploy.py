@@ -14,7 +14,9 @@ from tests.processes import Process, processes, wait_for
 
 pytestmark = pytest.mark.e2e
 
-JOBS = int(pick(120, 2_000))
+#: enough that the load outlasts the deploy's rounds, each of which waits for a new worker to start (seconds
+#: on a loaded machine): a SIGTERM must find guarded jobs running
+JOBS = int(pick(300, 2_000))
 WORKERS = 2
 ROUNDS = int(pick(2, 5))
 #: the scenario sets no time bound; the load alone needs half the jobs x 1.5 s over 2 workers x 4 slots
@@ -49,7 +51,7 @@ async def test_a_rolling_deploy_loses_nothing_and_counts_no_attempt(
         began = time.monotonic()
         for _ in range(ROUNDS):
             for n, old in enumerate(workers):
-                await asyncio.sleep(1.5)
+                await asyncio.sleep(0.5)
                 workers[n] = new_worker()  # the new one first, as a rolling deploy does
                 await ready(workers[n])
                 old.stop(timeout_s=20)
