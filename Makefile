@@ -24,7 +24,7 @@ stop:  # the private PostgreSQL and Redis that `make run` may have started in .l
 
 test: install
 	$(BIN)/python scripts/services.py --database-url $(TEST_DATABASE_URL) --redis-url $(TEST_REDIS_URL)
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest
 
 lint: install
 	$(BIN)/ruff check .
